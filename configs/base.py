@@ -1,0 +1,147 @@
+"""Base config: every field of a run, with the SPT.md section 7 defaults.
+
+Per-dataset files (`synthetic.py`, `market.py`, `deepfashion.py`,
+`testing.py`) start from `get_config()` here and change what differs.
+`configs/spt.py:NAME[,ABLATION]` selects one by argument.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    # ---------------------------------------------------------------- data
+    c.data = d = ml_collections.ConfigDict()
+    # Dataset name (free text, used in logs and cached statistics).
+    d.name = "synthetic"
+    # Root folder; relative paths below are resolved against it.
+    d.root = "data/synthetic"
+    # Folder of training images (relative to root).
+    d.train_images = "train"
+    # Folder of test images (relative to root).
+    d.test_images = "test"
+    # Folder of parsing maps `<stem>.png` or `<stem>.npy` (10 SPT labels).
+    d.parsing_dir = "parsing"
+    # Annotation CSVs `name:keypoints_y:keypoints_x`.
+    d.annotations_train = "annotation-train.csv"
+    d.annotations_test = "annotation-test.csv"
+    # Pairs CSVs `from,to` (test: evaluation; train: only the TS-GT ablation).
+    d.pairs_test = "pairs-test.csv"
+    d.pairs_train = "pairs-train.csv"
+    # Pseudo pairs for H_S (written by `python -m spt_tf.data.pseudo_pairs`).
+    d.pseudo_pairs = "pseudo-pairs.csv"
+    # identities.csv (synthetic data only; empty string when absent).
+    d.identities = "identities.csv"
+    # Image size fed to the networks.
+    d.height = 128
+    d.width = 64
+    # Parsing maps stored as LIP-20 labels (converted on load) instead of SPT-10.
+    d.parsing_is_lip = False
+    # Pose heatmap sigma in image pixels (SPT.md: 6 at every resolution).
+    d.sigma = 6.0
+    # PG2 pose mask disc radius / limb half width.
+    d.mask_radius = 4.0
+    # Keypoints may lie this many pixels outside the image before a row is invalid.
+    d.keypoint_tolerance = 2.0
+    # Skip invalid rows (counted and reported) instead of failing.
+    d.skip_invalid = False
+    # Random horizontal flips of training examples.
+    d.flip = False
+    # Cache decoded examples in memory.
+    d.cache = False
+    # Shuffle buffer (examples).
+    d.shuffle_buffer = 512
+    # Deterministic order and maps (tests, reproducible runs).
+    d.deterministic = False
+
+    # ---------------------------------------------------------------- model
+    c.model = m = ml_collections.ConfigDict()
+    # Number of semantic labels.
+    m.num_labels = 10
+    # Base width: the filters 64,128,256,512,... are multiplied by this.
+    m.width_multiplier = 1.0
+    # Normalization: "instance" (per channel), "instance_single" (releases'
+    # one mean/variance over H,W,C), "batch", "none".
+    m.norm = "instance"
+    # Dropout rate on the first 3 decoder blocks of H_A (0 disables).
+    m.dropout = 0.5
+    # Number of highest-resolution levels with deformable skips in H_A.
+    m.deformable_levels = 4
+    # H_A uses parsing channels 1..L-1 only (release: background dropped).
+    m.drop_background_channel = True
+    # Progressive 256 generator: global generator at half resolution + local enhancer.
+    m.progressive = False
+    # PatchGAN: number of strided layers and base width.
+    m.d_layers = 3
+    m.d_filters = 64
+    # Face crop side for D_face (0 disables the face loss).
+    m.face_crop_size = 32
+    # Pose detector P: ResNet blocks and base width.
+    m.pose_blocks = 6
+    m.pose_filters = 32
+    # VGG16 weights for the content/style features: "imagenet", a file, or "" (random).
+    m.vgg_weights = "imagenet"
+
+    # ---------------------------------------------------------------- losses
+    c.loss = l = ml_collections.ConfigDict()
+    # GAN loss: "lsgan" or "vanilla".
+    l.gan = "lsgan"
+    # H_S: weight of the weighted cross entropy (Eq. 4).
+    l.lambda_ce = 1.0
+    # H_A: adversarial, pose (Eq. 6), content (Eq. 7), style (Eq. 8), face (Eq. 9).
+    l.lambda_adv = 1.0
+    l.lambda_pose = 700.0
+    l.lambda_cont = 0.03
+    l.lambda_sty = 1.0
+    l.lambda_face = 1.0
+    # Style loss kind: "semantic" (Eq. 8), "mask" (body-part masks; Baseline),
+    # "patch" (patches around joints), "none".
+    l.style = "semantic"
+    # Labels whose Gram matrices enter the style loss (release: 8, no bg, no face).
+    l.style_labels = (2, 3, 4, 5, 6, 7, 8, 9)
+    # Joint training also adds the H_S loss with this weight (0 disables).
+    l.joint_semantic_weight = 0.0
+
+    # ---------------------------------------------------------------- training
+    c.train = t = ml_collections.ConfigDict()
+    # Global batch size (split across replicas).
+    t.batch_size = 16
+    # Steps per stage of Algorithm 1.
+    t.pose_detector_steps = 2000
+    t.semantic_steps = 5000
+    t.appearance_steps = 10000
+    t.joint_steps = 10000
+    # Adam.
+    t.learning_rate = 2e-4
+    t.beta_1 = 0.5
+    t.beta_2 = 0.999
+    # XLA-compile the per-replica forward+backward ("auto": on with a GPU).
+    t.xla = "auto"
+    # Keras mixed precision policy: "float32", "mixed_bfloat16", "mixed_float16".
+    t.precision = "float32"
+    # Logical CPU replicas when no GPU (tests of MirroredStrategy); 1 = default strategy.
+    t.cpu_replicas = 1
+    # Checkpoints: every N steps, keep K.
+    t.checkpoint_every = 1000
+    t.keep_checkpoints = 3
+    # Scalars every N steps, image grids every M steps.
+    t.log_every = 50
+    t.image_every = 500
+    # Random seed.
+    t.seed = 0
+    # Ablation: "e2e" (SPT), "ts_pred", "ts_gt", "baseline".
+    t.ablation = "e2e"
+
+    # ---------------------------------------------------------------- evaluation
+    c.eval = e = ml_collections.ConfigDict()
+    # Batch size of the evaluator.
+    e.batch_size = 16
+    # Evaluate at most this many test pairs (0 = all).
+    e.max_pairs = 0
+    # Inception v3 weights: "imagenet", a file path, or "" (refused unless allowed).
+    e.inception_weights = "imagenet"
+    # IS splits.
+    e.is_splits = 10
+
+    return c
