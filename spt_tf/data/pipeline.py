@@ -1,0 +1,365 @@
+"""tf.data input pipelines: unpaired training, pseudo pairs for H_S, test pairs.
+
+The file index is read and validated in Python once (names, keypoints, paths:
+every missing file or bad row is an error naming it); decoding, resizing and
+all geometry run in the tf.data graph, the geometry on whole batches through
+:func:`spt_tf.geometry.pair_conditioning` (the same code the SavedModel runs).
+
+Examples are dicts (batched):
+  image          float32 [B, H, W, 3] in [-1, 1]
+  parsing        uint8   [B, H, W] labels 0..L-1
+  keypoints      float32 [B, 18, 2] (y, x), -1 missing (at H x W)
+  target_keypoints float32 [B, 18, 2]
+  target_parsing uint8   [B, H, W]      (pseudo pairs and test pairs)
+  target_image   float32 [B, H, W, 3]   (test pairs: ground truth)
+  name, target_name  string [B]
+  + source_pose, source_mask, target_pose, target_mask, transforms, part_masks
+    (see geometry.pair_conditioning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from spt_tf import geometry, labels
+from spt_tf.data import formats
+
+
+@dataclasses.dataclass
+class Index:
+    """A validated file index of one split."""
+
+    names: list[str]
+    image_paths: list[str]
+    parsing_paths: list[str]
+    keypoints: np.ndarray  # [N, 18, 2] float32 at the stored image size
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def position(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.names)}
+
+
+def _root(config) -> str:
+    return config.data.root
+
+
+def _path(config, field: str) -> str:
+    return formats.resolve(_root(config), getattr(config.data, field))
+
+
+def load_index(config, split: str) -> Index:
+    """Reads the annotation CSV of `split` ("train" or "test") and locates files.
+
+    Raises:
+      formats.FormatError: a missing image or parsing file, naming it and the
+        annotation row's name.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    ann_path = _path(config, f"annotations_{split}")
+    kps = formats.read_annotations(ann_path, tolerance=config.data.keypoint_tolerance)
+    image_dir = _path(config, f"{split}_images")
+    parsing_dir = _path(config, "parsing_dir")
+    names, images, parsings, points = [], [], [], []
+    for name, kp in kps.items():
+        img = os.path.join(image_dir, name)
+        if not os.path.isfile(img):
+            raise formats.FormatError(f"{ann_path}: row {name!r}: image file {img} does not exist")
+        names.append(name)
+        images.append(img)
+        parsings.append(formats.find_parsing(parsing_dir, name))
+        points.append(kp)
+    if not names:
+        raise formats.FormatError(f"{ann_path}: no annotation rows")
+    return Index(names, images, parsings, np.stack(points).astype(np.float32))
+
+
+def _decode_image(path, height, width):
+    raw = tf.io.read_file(path)
+    img = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    size = tf.shape(img)[:2]
+    img = tf.image.resize(tf.cast(img, tf.float32), [height, width], method="bilinear")
+    img = tf.reshape(img, [height, width, 3])
+    return img / 127.5 - 1.0, size
+
+
+def _read_label_file(path):
+    """PNG via TF; .npy via numpy (documented: slower, runs in a py_function)."""
+
+    def npy(p):
+        return np.load(p.decode())[..., None].astype(np.uint8)
+
+    return tf.cond(
+        tf.strings.regex_full_match(path, r".*\.npy"),
+        lambda: tf.numpy_function(npy, [path], tf.uint8, stateful=False),
+        lambda: tf.io.decode_png(tf.io.read_file(path), channels=1),
+    )
+
+
+def lip_to_spt_tf(lip, keypoints, table):
+    """TF version of labels.lip_to_spt for [H, W] maps (keypoints at the map's size)."""
+    mapped = tf.gather(table, tf.cast(lip, tf.int32))
+    h, w = tf.shape(lip)[0], tf.shape(lip)[1]
+    yy, xx = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
+
+    def nearer(r, l_, right, left):
+        d = []
+        for k in (r, l_):
+            kp = keypoints[k]
+            ok = tf.reduce_all(tf.not_equal(kp, geometry.MISSING))
+            d.append(tf.where(ok, (yy - kp[0]) ** 2 + (xx - kp[1]) ** 2, np.inf))
+        return tf.where(d[0] <= d[1], right, left)
+
+    mapped = tf.where(
+        tf.equal(mapped, labels.ARM_BY_NEARER_WRIST),
+        tf.cast(nearer(4, 7, labels.RIGHT_ARM, labels.LEFT_ARM), mapped.dtype),
+        mapped,
+    )
+    mapped = tf.where(
+        tf.equal(mapped, labels.LEG_BY_NEARER_ANKLE),
+        tf.cast(nearer(10, 13, labels.RIGHT_LEG, labels.LEFT_LEG), mapped.dtype),
+        mapped,
+    )
+    return tf.cast(mapped, tf.uint8)
+
+
+def _decode_parsing(path, height, width, num_labels, image_size):
+    lab = tf.ensure_shape(_read_label_file(path), [None, None, 1])
+    checks = [
+        tf.debugging.Assert(
+            tf.reduce_all(tf.equal(tf.shape(lab)[:2], image_size)),
+            ["parsing map shape differs from its image:", path, tf.shape(lab)[:2], image_size],
+        ),
+        tf.debugging.Assert(
+            tf.reduce_max(tf.cast(lab, tf.int32)) < num_labels,
+            ["parsing label out of range in", path, tf.reduce_max(lab)],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        lab = tf.image.resize(lab, [height, width], method="nearest")
+    return tf.reshape(tf.cast(lab, tf.uint8), [height, width])
+
+
+def _scale_keypoints(kp, size, height, width):
+    """Keypoints of an image of `size` -> the network resolution; -1 stays -1."""
+    scale = tf.stack([height / tf.cast(size[0], tf.float32), width / tf.cast(size[1], tf.float32)])
+    return tf.where(tf.equal(kp, geometry.MISSING), kp, kp * scale)
+
+
+class _Loader:
+    """Decodes one example of an index by position, at the config resolution."""
+
+    def __init__(self, config, index: Index):
+        self.h = int(config.data.height)
+        self.w = int(config.data.width)
+        self.num_labels = int(config.model.num_labels)
+        self.lip = bool(config.data.parsing_is_lip)
+        self.lip_table = tf.constant(labels._table(None))
+        self.names = tf.constant(index.names)
+        self.images = tf.constant(index.image_paths)
+        self.parsings = tf.constant(index.parsing_paths)
+        self.keypoints = tf.constant(index.keypoints)
+
+    def __call__(self, i, with_image=True):
+        img, size = _decode_image(self.images[i], self.h, self.w)
+        kp = _scale_keypoints(self.keypoints[i], size, self.h, self.w)
+        if self.lip:
+            lab = _decode_parsing(self.parsings[i], self.h, self.w, labels.NUM_LIP_LABELS, size)
+            lab = lip_to_spt_tf(lab, kp, self.lip_table)
+        else:
+            lab = _decode_parsing(self.parsings[i], self.h, self.w, self.num_labels, size)
+        out = {"name": self.names[i], "parsing": lab, "keypoints": kp}
+        if with_image:
+            out["image"] = img
+        return out
+
+
+def _flip(ex):
+    """Horizontal flip of an example: image, parsing (sides swapped), keypoints."""
+    w = tf.cast(tf.shape(ex["image"])[1], tf.float32)
+    swap = np.arange(labels.NUM_LABELS)
+    swap[[labels.LEFT_ARM, labels.RIGHT_ARM]] = [labels.RIGHT_ARM, labels.LEFT_ARM]
+    swap[[labels.LEFT_LEG, labels.RIGHT_LEG]] = [labels.RIGHT_LEG, labels.LEFT_LEG]
+    out = dict(ex)
+    out["image"] = ex["image"][:, ::-1]
+    out["parsing"] = tf.gather(tf.constant(swap, tf.uint8), tf.cast(ex["parsing"][:, ::-1], tf.int32))
+    kp = tf.gather(ex["keypoints"], list(geometry.MIRROR))
+    flipped = tf.stack([kp[:, 0], w - 1.0 - kp[:, 1]], -1)
+    out["keypoints"] = tf.where(tf.equal(kp, geometry.MISSING), kp, flipped)
+    return out
+
+
+def _options(config) -> tf.data.Options:
+    opts = tf.data.Options()
+    opts.deterministic = bool(config.data.deterministic)
+    opts.autotune.enabled = True
+    return opts
+
+
+def _per_replica_batch(config, input_context) -> int:
+    batch = int(config.train.batch_size)
+    if input_context is None:
+        return batch
+    return input_context.get_per_replica_batch_size(batch)
+
+
+def add_conditioning(config):
+    """A batched-map function adding geometry.pair_conditioning's tensors."""
+    h, w = int(config.data.height), int(config.data.width)
+    sigma, radius = float(config.data.sigma), float(config.data.mask_radius)
+
+    def fn(batch):
+        out = dict(batch)
+        out.update(
+            geometry.pair_conditioning(
+                batch["keypoints"], batch["target_keypoints"], h, w, sigma, radius
+            )
+        )
+        return out
+
+    return fn
+
+
+def train_dataset(
+    config,
+    input_context: tf.distribute.InputContext | None = None,
+    pseudo_pairs: bool = False,
+    gt_pairs: bool = False,
+    seed: int | None = None,
+    index: Index | None = None,
+) -> tf.data.Dataset:
+    """Infinite, shuffled, batched training examples.
+
+    Args:
+      config: the run config (data.*, train.batch_size).
+      input_context: from `strategy.distribute_datasets_from_function`; shards
+        the files and gives the per-replica batch.
+      pseudo_pairs: read `data.pseudo_pairs` (from,to[,cost]) and add the pseudo
+        target parsing and keypoints (H_S training). Without the file: an error
+        telling how to make it.
+      gt_pairs: targets from `data.pairs_train` with their real parsing (TS-GT
+        ablation) instead of a random other pose.
+      seed: shuffling / target sampling seed (default config.train.seed).
+      index: a preloaded training index (default: load it).
+
+    Returns:
+      A dataset of batched example dicts (see module docstring).
+    """
+    seed = int(config.train.seed if seed is None else seed)
+    index = index or load_index(config, "train")
+    loader = _Loader(config, index)
+    n = len(index)
+    batch = _per_replica_batch(config, input_context)
+    if pseudo_pairs or gt_pairs:
+        field = "pseudo_pairs" if pseudo_pairs else "pairs_train"
+        path = _path(config, field)
+        if not os.path.isfile(path):
+            hint = (
+                "run `python -m spt_tf.data.pseudo_pairs --config ...` first"
+                if pseudo_pairs
+                else "the dataset ships no training pairs file"
+            )
+            raise FileNotFoundError(f"data.{field}: {path} does not exist; {hint}")
+        pos = index.position()
+        pairs = formats.read_pairs(path, known_names=pos)
+        src = np.array([pos[a] for a, _ in pairs], np.int64)
+        dst = np.array([pos[b] for _, b in pairs], np.int64)
+        ds = tf.data.Dataset.from_tensor_slices((src, dst))
+        count = len(pairs)
+    else:
+        if n < 2:
+            raise ValueError("unpaired training needs at least 2 training images")
+        idx = tf.data.Dataset.range(n)
+        rnd = tf.data.Dataset.random(seed=seed)
+        ds = tf.data.Dataset.zip(idx.repeat(), rnd).map(
+            lambda i, r: (i, (i + 1 + r % (n - 1)) % n)
+        )
+        ds = ds.take(n)
+        count = n
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.shuffle(min(count, int(config.data.shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat()
+    with_target_parsing = pseudo_pairs or gt_pairs
+
+    def load(i, j):
+        ex = loader(i)
+        tgt = loader(j, with_image=False)
+        if config.data.flip:
+            ex = tf.cond(tf.random.uniform([]) < 0.5, lambda: _flip(ex), lambda: ex)
+        ex["target_keypoints"] = tgt["keypoints"]
+        ex["target_name"] = tgt["name"]
+        if with_target_parsing:
+            ex["target_parsing"] = tgt["parsing"]
+        return ex
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.data.deterministic)
+    if config.data.cache:
+        raise ValueError("data.cache is only valid for the finite test pipeline")
+    ds = ds.batch(batch, drop_remainder=True)
+    ds = ds.map(add_conditioning(config), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))
+
+
+def test_dataset(
+    config,
+    batch_size: int | None = None,
+    max_pairs: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Finite test pairs with the real target (image, parsing, keypoints)."""
+    index = load_index(config, "test")
+    loader = _Loader(config, index)
+    pos = index.position()
+    pairs = formats.read_pairs(_path(config, "pairs_test"), known_names=pos)
+    if max_pairs:
+        pairs = pairs[:max_pairs]
+    src = np.array([pos[a] for a, _ in pairs], np.int64)
+    dst = np.array([pos[b] for _, b in pairs], np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((src, dst))
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    def load(i, j):
+        ex = loader(i)
+        tgt = loader(j)
+        ex["target_image"] = tgt["image"]
+        ex["target_parsing"] = tgt["parsing"]
+        ex["target_keypoints"] = tgt["keypoints"]
+        ex["target_name"] = tgt["name"]
+        return ex
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if config.data.cache:
+        ds = ds.cache()
+    ds = ds.batch(int(batch_size or config.eval.batch_size))
+    ds = ds.map(add_conditioning(config), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))
+
+
+def pose_dataset(config, input_context=None, seed: int | None = None) -> tf.data.Dataset:
+    """Images and their heatmaps for training the pose detector P."""
+    seed = int(config.train.seed if seed is None else seed)
+    index = load_index(config, "train")
+    loader = _Loader(config, index)
+    h, w = int(config.data.height), int(config.data.width)
+    ds = tf.data.Dataset.range(len(index))
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.shuffle(min(len(index), int(config.data.shuffle_buffer)), seed=seed).repeat()
+    ds = ds.map(loader, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.data.deterministic)
+    ds = ds.batch(_per_replica_batch(config, input_context), drop_remainder=True)
+
+    def heat(batch):
+        out = dict(batch)
+        out["heatmaps"] = geometry.pose_heatmaps(batch["keypoints"], h, w, float(config.data.sigma))
+        return out
+
+    ds = ds.map(heat, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))

@@ -1,0 +1,392 @@
+"""`run(config, workdir, stage)`: the training loop around the stage models.
+
+Per stage: a strategy-distributed dataset, the stage model with its networks
+built and its optimizers built inside the strategy scope, a
+`tf.train.CheckpointManager` under `WORKDIR/<stage>/`, TensorBoard summaries
+under `WORKDIR/tensorboard/<stage>/`, a console progress bar, a NaN/Inf guard,
+and SIGTERM/SIGINT handling (checkpoint, then a clean exit).
+
+Stages start from the previous stages' checkpoints (the networks they need),
+and resume from their own latest checkpoint at its step with optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tqdm import tqdm
+
+from spt_tf import geometry, labels
+from spt_tf import models as spt_models
+from spt_tf.data import pipeline
+from spt_tf.training import stages as stages_lib
+from spt_tf.training import strategy as strategy_lib
+
+STAGES = ("pose_detector", "semantic", "appearance", "joint")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint was kept."""
+
+
+class Interrupted(Exception):
+    """SIGTERM / SIGINT received; a checkpoint was written."""
+
+
+def stages_for(config, stage: str) -> tuple[str, ...]:
+    """The stages `--stage` runs, given the ablation (`train.ablation`)."""
+    if stage != "all":
+        if stage not in STAGES:
+            raise ValueError(f"--stage must be one of {STAGES + ('all',)}, got {stage!r}")
+        return (stage,)
+    ablation = config.train.ablation
+    if ablation == "e2e":
+        return STAGES
+    if ablation in ("ts_pred", "ts_gt"):
+        return ("pose_detector", "semantic", "appearance")
+    if ablation == "baseline":
+        return ("pose_detector", "appearance")
+    raise ValueError(f"train.ablation must be e2e, ts_pred, ts_gt or baseline, got {ablation!r}")
+
+
+def write_config(config, workdir: str) -> str:
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    with open(path, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    return path
+
+
+class Networks:
+    """Every network of SPT, built once per run inside the strategy scope."""
+
+    def __init__(self, config):
+        c = config
+        h, w, L = int(c.data.height), int(c.data.width), int(c.model.num_labels)
+        self.config = c
+        self.pose_detector = spt_models.build_pose_detector(c)
+        self.hs = spt_models.build_semantic_generator(c)
+        self.ha = spt_models.build_appearance_generator(c)
+        self.ds = spt_models.build_discriminator(c, L + geometry.NUM_KEYPOINTS)
+        self.da = spt_models.build_discriminator(c, 3 + L)
+        self.dface = spt_models.build_discriminator(c, 3) if int(c.model.face_crop_size) > 0 else None
+        self.vgg = spt_models.build_vgg(c)
+        self._build(h, w, L)
+
+    def _build(self, h, w, L):
+        """Creates every variable with one call on zeros (checkpoint restore needs them)."""
+        kp = tf.fill([1, geometry.NUM_KEYPOINTS, 2], -1.0)
+        cond = geometry.pair_conditioning(kp, kp, h, w)
+        par = tf.zeros([1, h, w, L])
+        img = tf.zeros([1, h, w, 3])
+        self.pose_detector(img)
+        self.hs(stages_lib.hs_inputs(par, cond["source_pose"], cond["source_mask"], cond["target_pose"],
+                                     cond["target_mask"]))  # fmt: skip
+        self.ha(stages_lib.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
+                                     cond["part_masks"]))  # fmt: skip
+        self.ds(tf.zeros([1, h, w, L + geometry.NUM_KEYPOINTS]))
+        self.da(tf.zeros([1, h, w, 3 + L]))
+        if self.dface is not None:
+            n = int(self.config.model.face_crop_size)
+            self.dface(tf.zeros([1, n, n, 3]))
+        self.vgg(img)
+
+    def trackables(self) -> dict:
+        out = {"pose_detector": self.pose_detector, "hs": self.hs, "ha": self.ha, "ds": self.ds, "da": self.da}
+        if self.dface is not None:
+            out["dface"] = self.dface
+        return out
+
+
+# Which networks a stage initialises from which earlier stage's checkpoint.
+_INIT_FROM = {
+    "pose_detector": {},
+    "semantic": {},
+    "appearance": {"pose_detector": ("pose_detector",), "semantic": ("hs", "ds")},
+    "joint": {"pose_detector": ("pose_detector",), "appearance": ("hs", "ds", "ha", "da", "dface")},
+}
+
+
+def _optimizer(config, precision):
+    opt = keras.optimizers.Adam(
+        learning_rate=float(config.train.learning_rate),
+        beta_1=float(config.train.beta_1),
+        beta_2=float(config.train.beta_2),
+    )
+    if precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def _steps(config, stage):
+    return int(getattr(config.train, f"{stage}_steps"))
+
+
+def _stage_model(stage, nets: Networks, config, global_batch, xla):
+    if stage == "pose_detector":
+        return stages_lib.PoseDetectorStage(nets.pose_detector, global_batch, xla)
+    if stage == "semantic":
+        return stages_lib.SemanticStage(nets.hs, nets.ds, config, global_batch, xla)
+    ablation = config.train.ablation
+    target = {"ts_gt": "ground_truth", "baseline": "none"}.get(ablation, "predicted")
+    return stages_lib.AppearanceStage(
+        nets.hs, nets.ha, nets.da, nets.dface, nets.pose_detector, nets.vgg, config, global_batch, xla,
+        train_hs=(stage == "joint"), target_source=target,
+    )  # fmt: skip
+
+
+def _dataset_fn(stage, config):
+    ablation = config.train.ablation
+
+    def fn(ctx):
+        if stage == "pose_detector":
+            return pipeline.pose_dataset(config, ctx)
+        if stage == "semantic":
+            return pipeline.train_dataset(config, ctx, pseudo_pairs=True)
+        return pipeline.train_dataset(config, ctx, gt_pairs=(ablation == "ts_gt"))
+
+    return fn
+
+
+def _init_from_previous(stage, nets: Networks, workdir):
+    for prev, names in _INIT_FROM[stage].items():
+        ckpt_dir = os.path.join(workdir, prev)
+        path = tf.train.latest_checkpoint(ckpt_dir)
+        if path is None:
+            if stage == "joint" and prev == "appearance":
+                raise FileNotFoundError(
+                    f"stage 'joint' starts from the appearance stage, but {ckpt_dir} has no "
+                    "checkpoint: run --stage appearance first (or --stage all)"
+                )
+            logging.warning(
+                "stage %s: no checkpoint of stage %s in %s; %s start from scratch%s",
+                stage, prev, ckpt_dir, ", ".join(names),
+                " (the pose loss then uses an untrained detector)" if prev == "pose_detector" else "",
+            )  # fmt: skip
+            continue
+        tr = {k: v for k, v in nets.trackables().items() if k in names}
+        status = tf.train.Checkpoint(**tr).restore(path)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+        logging.info("stage %s: %s initialised from %s", stage, ", ".join(tr), path)
+
+
+def image_grid(batch, out: dict, num: int = 4) -> tf.Tensor:
+    """[1, h, 6*w, 3] uint8 grid rows: source | target skeleton | predicted
+    parsing | generated | cycle | ground truth (or blank)."""
+    palette = tf.constant(labels.PALETTE, tf.float32) / 127.5 - 1.0
+
+    def col(par):
+        return tf.gather(palette, tf.argmax(par, -1))
+
+    src = batch["image"][:num]
+    skel = tf.reduce_max(batch["target_pose"][:num], -1, keepdims=True) * 2.0 - 1.0
+    skel = tf.tile(skel, [1, 1, 1, 3])
+    cols = [src, skel, col(out["target_parsing"][:num]), out["fake_target"][:num], out["fake_source"][:num]]
+    cols.append(batch["target_image"][:num] if "target_image" in batch else tf.zeros_like(src))
+    grid = tf.concat(cols, 2)
+    grid = tf.concat(tf.unstack(grid), 0)[None]
+    return tf.cast(tf.clip_by_value((grid + 1.0) * 127.5, 0, 255), tf.uint8)
+
+
+class _SignalFlag:
+    def __init__(self):
+        self.received = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _to_float(values) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
+
+
+def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks | None = None,
+                max_steps: int | None = None) -> dict:  # fmt: skip
+    """Trains one stage to `train.<stage>_steps` (resuming if checkpointed).
+
+    Returns a summary dict: stage, start_step, final_step, last losses, seconds,
+    examples_per_second, status ("done" | "interrupted").
+
+    Raises:
+      NonFiniteLossError: a loss is NaN/Inf (names step and loss); nothing is saved.
+    """
+    strategy = strategy or strategy_lib.build_strategy(config)
+    precision = strategy_lib.set_precision(config)
+    xla = strategy_lib.use_xla(config)
+    chief = strategy_lib.is_chief(strategy)
+    global_batch = int(config.train.batch_size)
+    total = _steps(config, stage) if max_steps is None else int(max_steps)
+
+    with strategy.scope():
+        nets = nets or Networks(config)
+        model = _stage_model(stage, nets, config, global_batch, xla)
+        model.compile(g_optimizer=_optimizer(config, precision), d_optimizer=_optimizer(config, precision))
+        model.build_optimizers()
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    ckpt_dir = os.path.join(workdir, stage)
+    if not chief:  # non-chief workers write to a throwaway directory
+        ckpt_dir = os.path.join(workdir, "tmp", f"{stage}_worker_{strategy.cluster_resolver.task_id}")
+    ckpt = tf.train.Checkpoint(step=step, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                               **nets.trackables())  # fmt: skip
+    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=int(config.train.keep_checkpoints))
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("stage %s: resumed from %s at step %d", stage, manager.latest_checkpoint, int(step))
+    else:
+        _init_from_previous(stage, nets, workdir)
+    start = int(step)
+    if start >= total:
+        logging.info("stage %s: already at step %d of %d", stage, start, total)
+        return {"stage": stage, "start_step": start, "final_step": start, "status": "done", "losses": {}}
+
+    dist_ds = strategy.distribute_datasets_from_function(_dataset_fn(stage, config))
+    iterator = iter(dist_ds)
+
+    @tf.function
+    def dist_step(it):
+        batch = next(it)
+        per_replica = strategy.run(model.train_step, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", stage)) if chief else None
+    log_every, image_every = int(config.train.log_every), int(config.train.image_every)
+    ckpt_every = int(config.train.checkpoint_every)
+    values: dict[str, float] = {}
+    t0 = time.time()
+    t_log, n_log = time.time(), 0
+    status = "done"
+    with _SignalFlag() as flag, tqdm(total=total, initial=start, desc=stage, disable=not chief,
+                                      dynamic_ncols=True, mininterval=2.0) as bar:  # fmt: skip
+        while int(step) < total:
+            values = _to_float(dist_step(iterator))
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLossError(
+                    f"stage {stage}: loss {bad[0]} is {values[bad[0]]} at step {int(step) + 1}; "
+                    f"training stopped, the last good checkpoint ({manager.latest_checkpoint}) is kept"
+                )
+            step.assign_add(1)
+            s = int(step)
+            n_log += 1
+            bar.update(1)
+            main = {k: v for k, v in values.items() if k.endswith("total") or k in ("pose_detector", "ds_loss", "da_loss")}
+            bar.set_postfix({k: f"{v:.3g}" for k, v in main.items()}, refresh=False)
+            if writer is not None and (s % log_every == 0 or s == total):
+                dt = time.time() - t_log
+                with writer.as_default(step=s):
+                    for k, v in values.items():
+                        tf.summary.scalar(f"loss/{k}", v)
+                    tf.summary.scalar("train/learning_rate", float(model.g_optimizer.learning_rate))
+                    tf.summary.scalar("train/examples_per_second", n_log * global_batch / max(dt, 1e-9))
+                t_log, n_log = time.time(), 0
+            if writer is not None and stage in ("appearance", "joint") and (s % image_every == 0 or s == total):
+                _write_images(model, config, writer, s)
+            if s % ckpt_every == 0 or s == total or flag.received:
+                _save(manager, nets, stage, s)
+            if flag.received:
+                logging.warning("stage %s: %s at step %d; checkpoint written, exiting", stage, flag.received, s)
+                status = "interrupted"
+                break
+    seconds = time.time() - t0
+    done = int(step) - start
+    if writer is not None:
+        _write_validation(model, stage, config, writer, int(step))
+        writer.flush()
+    summary = {
+        "stage": stage, "start_step": start, "final_step": int(step), "status": status, "losses": values,
+        "seconds": seconds, "examples_per_second": done * global_batch / max(seconds, 1e-9),
+    }  # fmt: skip
+    if chief:
+        with open(os.path.join(workdir, f"{stage}_summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    if status == "interrupted":
+        raise Interrupted(f"stage {stage} interrupted by {flag.received} at step {int(step)}")
+    return summary
+
+
+def _save(manager, nets, stage, step):
+    """Saves a checkpoint, refusing weights that are not finite."""
+    if not has_finite_weights(nets):
+        raise NonFiniteLossError(
+            f"stage {stage}: non-finite weights at step {step}; not saved, the last good "
+            f"checkpoint ({manager.latest_checkpoint}) is kept"
+        )
+    manager.save(checkpoint_number=step)
+
+
+def _test_batch(config, n):
+    try:
+        return next(iter(pipeline.test_dataset(config, batch_size=n, max_pairs=n)))
+    except (FileNotFoundError, OSError, ValueError) as e:
+        logging.warning("no test pairs for image summaries / validation: %s", e)
+        return None
+
+
+def _write_images(model, config, writer, step):
+    batch = _test_batch(config, 4)
+    if batch is None:
+        return
+    out = model.generate(batch, training=False)
+    with writer.as_default(step=step):
+        tf.summary.image("samples", image_grid(batch, out), max_outputs=1)
+
+
+def _write_validation(model, stage, config, writer, step):
+    """End-of-stage validation on a few test pairs (L1 and parsing accuracy)."""
+    if stage not in ("semantic", "appearance", "joint"):
+        return
+    batch = _test_batch(config, int(config.eval.batch_size))
+    if batch is None:
+        return
+    with writer.as_default(step=step):
+        if stage == "semantic":
+            src = geometry.one_hot_parsing(batch["parsing"], int(config.model.num_labels))
+            pred = model.hs(stages_lib.hs_inputs(src, batch["source_pose"], batch["source_mask"],
+                                                 batch["target_pose"], batch["target_mask"]))  # fmt: skip
+            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(pred, -1), tf.cast(batch["target_parsing"], tf.int64)),
+                                         tf.float32))  # fmt: skip
+            tf.summary.scalar("validation/parsing_pixel_accuracy", acc)
+        else:
+            out = model.generate(batch, training=False)
+            l1 = tf.reduce_mean(tf.abs(out["fake_target"] - batch["target_image"])) / 2.0
+            tf.summary.scalar("validation/l1", l1)
+
+
+def run(config, workdir: str, stage: str = "all") -> list[dict]:
+    """Runs `stage` (or Algorithm 1 in order for "all"); returns stage summaries."""
+    write_config(config, workdir)
+    keras.utils.set_random_seed(int(config.train.seed))
+    strategy = strategy_lib.build_strategy(config)
+    strategy_lib.set_precision(config)
+    with strategy.scope():
+        nets = Networks(config)
+    summaries = []
+    for s in stages_for(config, stage):
+        summaries.append(train_stage(config, workdir, s, strategy=strategy, nets=nets))
+    return summaries
+
+
+def has_finite_weights(nets: Networks) -> bool:
+    return all(np.isfinite(v.numpy()).all() for m in nets.trackables().values() for v in m.weights)

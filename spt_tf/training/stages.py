@@ -1,0 +1,346 @@
+"""The stages of Algorithm 1 as keras.Models with a custom `train_step`.
+
+Each stage model owns its networks, takes `compile(g_optimizer=..., d_optimizer=...)`
+and exposes one `keras.metrics.Mean` per loss through `metrics`.
+
+`train_step(batch)` runs inside a replica (the loop calls it through
+`strategy.run`). It computes the generator and discriminator gradients from ONE
+forward pass at the same weights (the pix2pix-tutorial scheme; the release
+steps G then D sequentially, which costs a second forward pass), then applies
+them. When `xla` is on, the forward and backward are one `jit_compile=True`
+function and the gradients are applied outside XLA: the recipe that works
+across replicas (STACK.md). Per-example losses are averaged over the GLOBAL
+batch, so the optimizers' cross-replica sum gives the global mean.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from spt_tf import geometry, losses
+
+
+def _avg(per_example, global_batch):
+    return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=global_batch)
+
+
+def hs_inputs(parsing, source_pose, source_mask, target_pose, target_mask):
+    return {
+        "source_parsing": parsing,
+        "source_pose": source_pose,
+        "source_mask": source_mask,
+        "target_pose": target_pose,
+        "target_mask": target_mask,
+    }
+
+
+def ha_inputs(image, source_parsing, source_pose, target_parsing, target_pose, transforms, part_masks):
+    return {
+        "image": image,
+        "source_parsing": source_parsing,
+        "source_pose": source_pose,
+        "target_parsing": target_parsing,
+        "target_pose": target_pose,
+        "transforms": transforms,
+        "part_masks": part_masks,
+    }
+
+
+def hard(probs):
+    """Probabilities -> one-hot of the argmax (no gradient)."""
+    return tf.one_hot(tf.argmax(probs, -1), tf.shape(probs)[-1], dtype=tf.float32)
+
+
+class StageModel(keras.Model):
+    """Shared machinery: optimizers, trackers, the XLA gradient function."""
+
+    loss_names: tuple[str, ...] = ()
+
+    def __init__(self, global_batch_size: int, xla: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.global_batch_size = int(global_batch_size)
+        self.xla = bool(xla)
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.loss_names}
+        self._grad_fn = None
+
+    def compile(self, g_optimizer, d_optimizer=None, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # Subclasses define these.
+    def g_variables(self):
+        raise NotImplementedError
+
+    def d_variables(self):
+        return []
+
+    def compute_losses(self, batch):
+        """-> (g_total, d_total, {name: scalar}) for one replica's batch."""
+        raise NotImplementedError
+
+    def build_optimizers(self):
+        """Creates optimizer slots (inside the strategy scope, before step 1)."""
+        self.g_optimizer.build(self.g_variables())
+        if self.d_optimizer is not None and self.d_variables():
+            self.d_optimizer.build(self.d_variables())
+
+    def _gradients(self, batch):
+        g_vars, d_vars = self.g_variables(), self.d_variables()
+        with tf.GradientTape(persistent=True) as tape:
+            g_total, d_total, values = self.compute_losses(batch)
+            g_scaled = _scale(self.g_optimizer, g_total)
+            d_scaled = _scale(self.d_optimizer, d_total) if d_vars else None
+        g_grads = tape.gradient(g_scaled, g_vars)
+        d_grads = tape.gradient(d_scaled, d_vars) if d_vars else []
+        del tape
+        return g_grads, d_grads, values
+
+    def train_step(self, batch):
+        if self._grad_fn is None:
+            self._grad_fn = tf.function(self._gradients, jit_compile=self.xla)
+        g_grads, d_grads, values = self._grad_fn(batch)
+        self.g_optimizer.apply_gradients(zip(g_grads, self.g_variables()))
+        if d_grads:
+            self.d_optimizer.apply_gradients(zip(d_grads, self.d_variables()))
+        for name, value in values.items():
+            # Values are global-batch averages of this replica's share; the
+            # loop sums them over replicas. Trackers see the same per replica.
+            self.trackers[name].update_state(value)
+        return values
+
+
+def _scale(optimizer, loss):
+    if optimizer is not None and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+class PoseDetectorStage(StageModel):
+    """Trains the pose detector P on the dataset's keypoint heatmaps."""
+
+    loss_names = ("pose_detector",)
+
+    def __init__(self, pose_detector, global_batch_size, xla=False, **kwargs):
+        super().__init__(global_batch_size, xla, **kwargs)
+        self.pose_detector = pose_detector
+
+    def g_variables(self):
+        return self.pose_detector.trainable_variables
+
+    def compute_losses(self, batch):
+        pred = self.pose_detector(batch["image"], training=True)
+        loss = _avg(losses.pose_detector_loss(pred, batch["heatmaps"]), self.global_batch_size)
+        return loss, tf.constant(0.0), {"pose_detector": loss}
+
+
+class SemanticStage(StageModel):
+    """H_S and D_S on pseudo pairs: L_S = L_adv + lambda_ce L_ce (Eq. 4)."""
+
+    loss_names = ("hs_adv", "hs_ce", "hs_total", "ds_loss")
+
+    def __init__(self, hs, ds, config, global_batch_size, xla=False, **kwargs):
+        super().__init__(global_batch_size, xla, **kwargs)
+        self.hs, self.ds = hs, ds
+        self.gan = config.loss.gan
+        self.lambda_ce = float(config.loss.lambda_ce)
+        self.lambda_adv = float(config.loss.lambda_adv)
+        self.num_labels = int(config.model.num_labels)
+
+    def g_variables(self):
+        return self.hs.trainable_variables
+
+    def d_variables(self):
+        return self.ds.trainable_variables
+
+    def compute_losses(self, batch):
+        gb = self.global_batch_size
+        src = geometry.one_hot_parsing(batch["parsing"], self.num_labels)
+        tgt = geometry.one_hot_parsing(batch["target_parsing"], self.num_labels)
+        pred = self.hs(
+            hs_inputs(src, batch["source_pose"], batch["source_mask"], batch["target_pose"], batch["target_mask"]),
+            training=True,
+        )
+        pose = batch["target_pose"]
+        fake_logits = self.ds(tf.concat([pred, pose], -1), training=True)
+        real_logits = self.ds(tf.concat([tgt, pose], -1), training=True)
+        fake_d = self.ds(tf.concat([tf.stop_gradient(pred), pose], -1), training=True)
+        adv = _avg(losses.generator_loss(self.gan, fake_logits), gb)
+        ce = _avg(losses.weighted_cross_entropy(tgt, pred, batch["target_mask"]), gb)
+        g_total = self.lambda_adv * adv + self.lambda_ce * ce
+        d_total = _avg(losses.discriminator_loss(self.gan, real_logits, fake_d), gb)
+        return g_total, d_total, {"hs_adv": adv, "hs_ce": ce, "hs_total": g_total, "ds_loss": d_total}
+
+
+class AppearanceStage(StageModel):
+    """H_A, D_A, D_face with L_A (Eq. 10) and the cycle; H_S frozen or joint.
+
+    Forward: S~t = H_S(S_s, p_s, p_t); I~t = H_A(I_s, S_s, p_s, S~t, p_t);
+    back: S~s = H_S(S~t, p_t, p_s); I~s = H_A(I~t, S~t, p_t, S~s, p_s).
+    `train_hs=True` is the joint stage (end to end). `target_source`:
+    "predicted" (E2E / TS-Pred), "ground_truth" (TS-GT: the batch's real
+    target parsing), or "none" (Baseline: no parsing, zeros).
+    """
+
+    loss_names = (
+        "ha_adv", "ha_pose", "ha_content", "ha_style", "ha_face", "ha_total", "da_loss", "dface_loss",
+    )  # fmt: skip
+
+    def __init__(
+        self, hs, ha, da, dface, pose_detector, vgg, config, global_batch_size, xla=False,
+        train_hs=False, target_source="predicted", **kwargs,
+    ):  # fmt: skip
+        super().__init__(global_batch_size, xla, **kwargs)
+        self.hs, self.ha, self.da, self.dface = hs, ha, da, dface
+        self.pose_detector, self.vgg = pose_detector, vgg
+        self.train_hs = bool(train_hs)
+        if target_source not in ("predicted", "ground_truth", "none"):
+            raise ValueError(f"target_source must be predicted, ground_truth or none, got {target_source!r}")
+        self.target_source = target_source
+        c = config
+        self.gan = c.loss.gan
+        self.w = {
+            "adv": float(c.loss.lambda_adv), "pose": float(c.loss.lambda_pose),
+            "content": float(c.loss.lambda_cont), "style": float(c.loss.lambda_sty),
+            "face": float(c.loss.lambda_face),
+        }  # fmt: skip
+        self.style = c.loss.style
+        self.style_labels = tuple(int(x) for x in c.loss.style_labels)
+        self.num_labels = int(c.model.num_labels)
+        self.face_size = int(c.model.face_crop_size)
+        self.height, self.width = int(c.data.height), int(c.data.width)
+
+    def g_variables(self):
+        v = list(self.ha.trainable_variables)
+        if self.train_hs:
+            v += self.hs.trainable_variables
+        return v
+
+    def d_variables(self):
+        v = list(self.da.trainable_variables)
+        if self.dface is not None:
+            v += self.dface.trainable_variables
+        return v
+
+    def generate(self, batch, training=False):
+        """The forward and cycle passes. Returns a dict of tensors."""
+        src = geometry.one_hot_parsing(batch["parsing"], self.num_labels)
+        if self.target_source == "none":
+            src = tf.zeros_like(src)
+            tgt = src
+            back = src
+        else:
+            if self.target_source == "ground_truth":
+                tgt = geometry.one_hot_parsing(batch["target_parsing"], self.num_labels)
+            else:
+                tgt = self.hs(
+                    hs_inputs(src, batch["source_pose"], batch["source_mask"], batch["target_pose"],
+                              batch["target_mask"]),
+                    training=training and self.train_hs,
+                )  # fmt: skip
+            if not self.train_hs:
+                tgt = tf.stop_gradient(tgt)
+            back = self.hs(
+                hs_inputs(tgt, batch["target_pose"], batch["target_mask"], batch["source_pose"],
+                          batch["source_mask"]),
+                training=training and self.train_hs,
+            )  # fmt: skip
+            if not self.train_hs:
+                back = tf.stop_gradient(back)
+        fake_t = self.ha(
+            ha_inputs(batch["image"], src, batch["source_pose"], tgt, batch["target_pose"],
+                      batch["transforms"], batch["part_masks"]),
+            training=training,
+        )  # fmt: skip
+        back_tr = geometry.part_transforms(batch["target_keypoints"], batch["keypoints"])
+        back_masks = geometry.part_masks(batch["keypoints"], self.height, self.width)
+        fake_s = self.ha(
+            ha_inputs(fake_t, tgt, batch["target_pose"], back, batch["source_pose"], back_tr, back_masks),
+            training=training,
+        )
+        return {"source_parsing": src, "target_parsing": tgt, "back_parsing": back,
+                "fake_target": fake_t, "fake_source": fake_s}  # fmt: skip
+
+    def _style(self, f1, s1, f2, s2, kp1, kp2):
+        if self.style == "semantic":
+            return losses.semantic_style_loss(f1, hard(s1), f2, hard(s2), labels=self.style_labels)
+        if self.style == "mask":
+            m1 = geometry.part_masks(kp1, self.height, self.width)
+            m2 = geometry.part_masks(kp2, self.height, self.width)
+            return losses.mask_style_loss(f1, m1, f2, m2)
+        if self.style == "patch":
+            return losses.patch_style_loss(f1, kp1, f2, kp2, (self.height, self.width), half_size=max(2, self.height // 16))
+        if self.style == "none":
+            return tf.zeros_like(f1[:, 0, 0, 0], tf.float32)
+        raise ValueError(f"loss.style must be semantic, mask, patch or none, got {self.style!r}")
+
+    def compute_losses(self, batch):
+        gb = self.global_batch_size
+        out = self.generate(batch, training=True)
+        src, tgt, back = out["source_parsing"], out["target_parsing"], out["back_parsing"]
+        fake_t, fake_s = out["fake_target"], out["fake_source"]
+        image = batch["image"]
+        kp_s, kp_t = batch["keypoints"], batch["target_keypoints"]
+
+        # Image discriminator on image (+) parsing.
+        real = self.da(tf.concat([image, src], -1), training=True)
+        f1 = self.da(tf.concat([fake_t, tgt], -1), training=True)
+        f2 = self.da(tf.concat([fake_s, src], -1), training=True)
+        adv = _avg(losses.generator_loss(self.gan, f1) + losses.generator_loss(self.gan, f2), gb)
+        d1 = self.da(tf.concat([tf.stop_gradient(fake_t), tf.stop_gradient(tgt)], -1), training=True)
+        d2 = self.da(tf.concat([tf.stop_gradient(fake_s), src], -1), training=True)
+        da_loss = _avg(
+            0.5 * (losses.discriminator_loss(self.gan, real, d1) + losses.discriminator_loss(self.gan, real, d2)), gb
+        )
+
+        pose = _avg(
+            losses.pose_loss(self.pose_detector(fake_t, training=False), batch["target_pose"])
+            + losses.pose_loss(self.pose_detector(fake_s, training=False), batch["source_pose"]),
+            gb,
+        )
+        feat_real = self.vgg(image, training=False)
+        feat_t = self.vgg(fake_t, training=False)
+        feat_s = self.vgg(fake_s, training=False)
+        content = _avg(losses.content_loss(feat_s, feat_real), gb)
+        style = _avg(
+            self._style(feat_real, src, feat_t, tgt, kp_s, kp_t) + self._style(feat_t, tgt, feat_s, back, kp_t, kp_s),
+            gb,
+        )
+
+        face = tf.constant(0.0)
+        dface_loss = tf.constant(0.0)
+        if self.dface is not None:
+            n = self.face_size
+            _, _, valid_s = geometry.face_boxes(kp_s)
+            _, _, valid_t = geometry.face_boxes(kp_t)
+            vs, vt = tf.cast(valid_s, tf.float32), tf.cast(valid_t, tf.float32)
+            real_crop = geometry.crop_faces(image, kp_s, n)
+            crop_t = geometry.crop_faces(fake_t, kp_t, n)
+            crop_s = geometry.crop_faces(fake_s, kp_s, n)
+            rf = self.dface(real_crop, training=True)
+            face = _avg(
+                vt * losses.generator_loss(self.gan, self.dface(crop_t, training=True))
+                + vs * losses.generator_loss(self.gan, self.dface(crop_s, training=True)),
+                gb,
+            )
+            dt = self.dface(tf.stop_gradient(crop_t), training=True)
+            ds = self.dface(tf.stop_gradient(crop_s), training=True)
+            dface_loss = _avg(
+                0.5 * (vs * vt * losses.discriminator_loss(self.gan, rf, dt)
+                       + vs * losses.discriminator_loss(self.gan, rf, ds)),
+                gb,
+            )  # fmt: skip
+
+        w = self.w
+        g_total = w["adv"] * adv + w["pose"] * pose + w["content"] * content + w["style"] * style + w["face"] * face
+        d_total = da_loss + dface_loss
+        values = {
+            "ha_adv": adv, "ha_pose": pose, "ha_content": content, "ha_style": style, "ha_face": face,
+            "ha_total": g_total, "da_loss": da_loss, "dface_loss": dface_loss,
+        }  # fmt: skip
+        return g_total, d_total, values
