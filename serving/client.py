@@ -225,7 +225,10 @@ class _SptMethods:
           source_keypoints, target_keypoints: ``[(B,) 18, 2]``.
 
         Returns:
-          PNG ``bytes`` (one example) or a list of them.
+          ``(image_png, parsing_png)``: the generated image and the predicted
+          target parsing (8-bit label PNG), each ``bytes`` (one example) or a
+          list; ``parsing_png`` is None if the export has no ``parsing_bytes``
+          output.
         """
         images, single = _bytes_batch("image_bytes", image_bytes, None)
         out = self.predict(
@@ -237,8 +240,11 @@ class _SptMethods:
             },
             SIGNATURES["pose_transfer_bytes"],
         )
-        result = [bytes(b) for b in out["image_bytes"]]
-        return result[0] if single else result
+        images = [bytes(b) for b in out["image_bytes"]]
+        parsings = [bytes(b) for b in out["parsing_bytes"]] if "parsing_bytes" in out else None
+        if single:
+            return images[0], None if parsings is None else parsings[0]
+        return images, parsings
 
     def render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
                      target_parsing_bytes):
@@ -565,7 +571,10 @@ def run_command(args, client: _SptMethods) -> dict[str, str]:
     written = {}
     generated = predicted = None
     if args.command == "pose_transfer" and args.bytes:
-        generated = _decode_png_rgb(client.pose_transfer_bytes(_png(image), _png(parsing), src_kp, tgt_kp))
+        image_png, parsing_png = client.pose_transfer_bytes(_png(image), _png(parsing), src_kp, tgt_kp)
+        generated = _decode_png_rgb(image_png)
+        if parsing_png is not None:
+            predicted = cv2.imdecode(np.frombuffer(parsing_png, np.uint8), cv2.IMREAD_UNCHANGED)
     elif args.command == "pose_transfer":
         generated, predicted = client.pose_transfer(image, parsing, src_kp, tgt_kp)
     elif args.command == "transform_parsing":

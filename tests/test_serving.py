@@ -8,7 +8,8 @@ dropped or mangled input is caught:
   ``n`` = number of present joints, ``shift`` a variable (the version's mark);
 * ``render``: ``255 - image`` where ``target_parsing > 0``, else ``image``;
 * ``serving_default``: ``render`` with ``transform_parsing``'s output;
-* ``serving_bytes`` / ``render_bytes``: the same on decoded PNG/JPEG, PNG out.
+* ``serving_bytes`` / ``render_bytes``: the same on decoded PNG/JPEG, PNG out
+  (``serving_bytes`` returns ``image_bytes`` and ``parsing_bytes``, as spt_tf.export).
 """
 
 import http.server
@@ -89,8 +90,13 @@ class StandIn(tf.Module):
     @tf.function(input_signature=[_BYTES, _BYTES, _KP, _KP])
     def serving_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints):
         image, parsing = _decode(image_bytes, 3), _decode(parsing_bytes, 1)[..., 0]
-        out = self.serving_default(image, parsing, source_keypoints, target_keypoints)["image"]
-        return {"image_bytes": tf.map_fn(tf.io.encode_png, out, fn_output_signature=tf.string)}
+        out = self.serving_default(image, parsing, source_keypoints, target_keypoints)
+        return {
+            "image_bytes": tf.map_fn(tf.io.encode_png, out["image"], fn_output_signature=tf.string),
+            "parsing_bytes": tf.map_fn(
+                tf.io.encode_png, out["parsing"][..., None], fn_output_signature=tf.string
+            ),
+        }
 
     @tf.function(input_signature=[_BYTES, _BYTES, _KP, _KP, _BYTES])
     def render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
@@ -252,11 +258,14 @@ def test_byte_signatures_round_trip(client):
     target = np.random.default_rng(6).integers(0, 10, (2, H, W), dtype=np.uint8)
     images = [png(i) for i in x["image"]]
     parsings = [png(p) for p in x["parsing"]]
-    out = client.pose_transfer_bytes(images, parsings, x["source_keypoints"], x["target_keypoints"])
+    out, out_parsing = client.pose_transfer_bytes(images, parsings, x["source_keypoints"],
+                                                  x["target_keypoints"])
     want_parsing = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
     want = expected_render(x["image"], want_parsing)
     for b in range(2):
         np.testing.assert_array_equal(unpng(out[b]), want[b])
+        labels = cv2.imdecode(np.frombuffer(out_parsing[b], np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(labels, want_parsing[b])
     one = client.render_bytes(images[0], parsings[0], x["source_keypoints"][0],
                               x["target_keypoints"][0], png(target[0]))
     assert isinstance(one, bytes)
@@ -266,9 +275,9 @@ def test_byte_signatures_round_trip(client):
 def test_jpeg_image_bytes_accepted(client):
     x = make_inputs(1, seed=7)
     jpeg = cv2.imencode(".jpg", x["image"][0])[1].tobytes()
-    out = client.pose_transfer_bytes(jpeg, png(x["parsing"][0]), x["source_keypoints"][0],
-                                     x["target_keypoints"][0])
-    assert unpng(out).shape == (H, W, 3)
+    out, out_parsing = client.pose_transfer_bytes(jpeg, png(x["parsing"][0]), x["source_keypoints"][0],
+                                                  x["target_keypoints"][0])
+    assert unpng(out).shape == (H, W, 3) and isinstance(out_parsing, bytes)
 
 
 # ------------------------------------------------------------------ bad requests
@@ -607,7 +616,8 @@ def test_cli_resize_and_bytes(tmp_path, server):
     want_parsing = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
     generated = cv2.cvtColor(cv2.imread(str(out / "generated.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(generated, expected_render(x["image"], want_parsing)[0])
-    assert cv2.imread(str(out / "figure.png")).shape == (H, 3 * W, 3)
+    np.testing.assert_array_equal(cv2.imread(str(out / "parsing.png"), cv2.IMREAD_UNCHANGED), want_parsing[0])
+    assert cv2.imread(str(out / "figure.png")).shape == (H, 4 * W, 3)
 
 
 def test_cli_render_and_transform_parsing(tmp_path, server):
@@ -723,9 +733,11 @@ def test_rest_client_against_tf_serving_json_format(export_base, loaded):
         target = want_parsing
         out = rest.render(x["image"], x["parsing"], x["source_keypoints"], x["target_keypoints"], target)
         np.testing.assert_array_equal(out, expected_render(x["image"], target))
-        one = rest.pose_transfer_bytes(png(x["image"][0]), png(x["parsing"][0]),
-                                       x["source_keypoints"][0], x["target_keypoints"][0])
+        one, one_parsing = rest.pose_transfer_bytes(png(x["image"][0]), png(x["parsing"][0]),
+                                                    x["source_keypoints"][0], x["target_keypoints"][0])
         np.testing.assert_array_equal(unpng(one), expected_render(x["image"], want_parsing)[0])
+        labels = cv2.imdecode(np.frombuffer(one_parsing, np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(labels, want_parsing[0])
         bad = client_lib.SptRestClient(f"http://127.0.0.1:{httpd.server_address[1]}", "other")
         with pytest.raises(client_lib.RestError, match="HTTP 404"):
             bad.metadata()
