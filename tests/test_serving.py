@@ -44,11 +44,6 @@ MAX_BATCH = 4
 MODEL = "spt"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_IMAGE = tf.TensorSpec([None, H, W, 3], tf.uint8)
-_LABELS = tf.TensorSpec([None, H, W], tf.uint8)
-_KP = tf.TensorSpec([None, 18, 2], tf.float32)
-_BYTES = tf.TensorSpec([None], tf.string)
-
 
 # ------------------------------------------------------------------ the stand-in model
 
@@ -57,40 +52,48 @@ def _present(kp):
     return tf.reduce_sum(tf.cast(tf.reduce_all(tf.not_equal(kp, -1.0), -1), tf.int32), axis=1)
 
 
-def _decode(images, channels):
-    shape = [H, W, channels]
-    return tf.map_fn(
-        lambda b: tf.ensure_shape(tf.io.decode_image(b, channels=channels, expand_animations=False), shape),
-        images,
-        fn_output_signature=tf.TensorSpec(shape, tf.uint8),
-    )
-
-
 class StandIn(tf.Module):
-    def __init__(self, shift):
+    """The export contract's signatures at image size ``height x width``, with trivial maths."""
+
+    def __init__(self, shift, height=H, width=W):
         super().__init__()
         self.shift = tf.Variable(shift, dtype=tf.int32, trainable=False)
+        self.height, self.width = height, width
+        image = tf.TensorSpec([None, height, width, 3], tf.uint8)
+        labels = tf.TensorSpec([None, height, width], tf.uint8)
+        kp = tf.TensorSpec([None, 18, 2], tf.float32)
+        data = tf.TensorSpec([None], tf.string)
+        self.transform_parsing = tf.function(self._transform_parsing, input_signature=[labels, kp, kp])
+        self.render = tf.function(self._render, input_signature=[image, labels, kp, kp, labels])
+        self.serving_default = tf.function(self._serving_default, input_signature=[image, labels, kp, kp])
+        self.serving_bytes = tf.function(self._serving_bytes, input_signature=[data, data, kp, kp])
+        self.render_bytes = tf.function(self._render_bytes, input_signature=[data, data, kp, kp, data])
 
-    @tf.function(input_signature=[_LABELS, _KP, _KP])
-    def transform_parsing(self, parsing, source_keypoints, target_keypoints):
+    def _decode(self, images, channels):
+        shape = [self.height, self.width, channels]
+        return tf.map_fn(
+            lambda b: tf.ensure_shape(tf.io.decode_image(b, channels=channels, expand_animations=False),
+                                      shape),
+            images,
+            fn_output_signature=tf.TensorSpec(shape, tf.uint8),
+        )
+
+    def _transform_parsing(self, parsing, source_keypoints, target_keypoints):
         k = self.shift + _present(target_keypoints) + 2 * _present(source_keypoints)
         out = (tf.cast(parsing, tf.int32) + k[:, None, None]) % 10
         return {"parsing": tf.cast(out, tf.uint8)}
 
-    @tf.function(input_signature=[_IMAGE, _LABELS, _KP, _KP, _LABELS])
-    def render(self, image, parsing, source_keypoints, target_keypoints, target_parsing):
+    def _render(self, image, parsing, source_keypoints, target_keypoints, target_parsing):
         return {"image": tf.where(target_parsing[..., None] > 0, 255 - image, image)}
 
-    @tf.function(input_signature=[_IMAGE, _LABELS, _KP, _KP])
-    def serving_default(self, image, parsing, source_keypoints, target_keypoints):
-        target = self.transform_parsing(parsing, source_keypoints, target_keypoints)["parsing"]
-        out = self.render(image, parsing, source_keypoints, target_keypoints, target)
+    def _serving_default(self, image, parsing, source_keypoints, target_keypoints):
+        target = self._transform_parsing(parsing, source_keypoints, target_keypoints)["parsing"]
+        out = self._render(image, parsing, source_keypoints, target_keypoints, target)
         return {"image": out["image"], "parsing": target}
 
-    @tf.function(input_signature=[_BYTES, _BYTES, _KP, _KP])
-    def serving_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints):
-        image, parsing = _decode(image_bytes, 3), _decode(parsing_bytes, 1)[..., 0]
-        out = self.serving_default(image, parsing, source_keypoints, target_keypoints)
+    def _serving_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints):
+        image, parsing = self._decode(image_bytes, 3), self._decode(parsing_bytes, 1)[..., 0]
+        out = self._serving_default(image, parsing, source_keypoints, target_keypoints)
         return {
             "image_bytes": tf.map_fn(tf.io.encode_png, out["image"], fn_output_signature=tf.string),
             "parsing_bytes": tf.map_fn(
@@ -98,18 +101,17 @@ class StandIn(tf.Module):
             ),
         }
 
-    @tf.function(input_signature=[_BYTES, _BYTES, _KP, _KP, _BYTES])
-    def render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
-                     target_parsing_bytes):
-        image, parsing = _decode(image_bytes, 3), _decode(parsing_bytes, 1)[..., 0]
-        target = _decode(target_parsing_bytes, 1)[..., 0]
-        out = self.render(image, parsing, source_keypoints, target_keypoints, target)["image"]
+    def _render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
+                      target_parsing_bytes):
+        image, parsing = self._decode(image_bytes, 3), self._decode(parsing_bytes, 1)[..., 0]
+        target = self._decode(target_parsing_bytes, 1)[..., 0]
+        out = self._render(image, parsing, source_keypoints, target_keypoints, target)["image"]
         return {"image_bytes": tf.map_fn(tf.io.encode_png, out, fn_output_signature=tf.string)}
 
 
-def export_stand_in(base_dir, version: int, shift: int) -> str:
+def export_stand_in(base_dir, version: int, shift: int, height=H, width=W) -> str:
     """Writes version ``version`` atomically: saved to a temporary directory, then renamed."""
-    module = StandIn(shift)
+    module = StandIn(shift, height, width)
     signatures = {
         name: getattr(module, name).get_concrete_function()
         for name in ("serving_default", "transform_parsing", "render", "serving_bytes", "render_bytes")
