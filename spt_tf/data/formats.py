@@ -200,12 +200,14 @@ def read_annotations(
     return out
 
 
-def _format_number(v: float) -> str:
-    v32 = np.float32(v)
-    if float(v32).is_integer():
-        return str(int(v32))
-    # Shortest decimal that reads back to the same float32.
-    return np.format_float_positional(v32, unique=True, trim="-")
+def _format_numbers(values: np.ndarray) -> str:
+    """``"v0, v1, ..."``: integral values as ints, others as the shortest float32 decimal."""
+    if (values == np.round(values)).all():  # the common case, fast
+        return ", ".join(map(str, values.astype(np.int64).tolist()))
+    return ", ".join(
+        str(int(v)) if float(v).is_integer() else np.format_float_positional(v, unique=True, trim="-")
+        for v in values
+    )
 
 
 def write_annotations(path, mapping: Mapping[str, np.ndarray]) -> None:
@@ -226,18 +228,23 @@ def write_annotations(path, mapping: Mapping[str, np.ndarray]) -> None:
             raise ValueError(f"keypoints of {name!r} must be [18, 2], got {kp.shape}")
         if not np.isfinite(kp).all():
             raise ValueError(f"keypoints of {name!r} are not finite")
-        ys = ", ".join(_format_number(v) for v in kp[:, 0])
-        xs = ", ".join(_format_number(v) for v in kp[:, 1])
-        rows.append(f"{name}: [{ys}]: [{xs}]")
+        rows.append(f"{name}: [{_format_numbers(kp[:, 0])}]: [{_format_numbers(kp[:, 1])}]")
     _write_text(path, "\n".join(rows) + "\n")
 
 
 def _write_text(path, text: str) -> None:
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_bytes(path, data: bytes) -> None:
+    """Writes a file, creating its parent folders only when missing (no stat per file)."""
+    try:
+        f = open(path, "wb")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
+        f = open(path, "wb")
+    with f:
+        f.write(data)
 
 
 # ------------------------------------------------------------------ pairs
@@ -388,10 +395,10 @@ def write_parsing(path, labels: np.ndarray) -> None:
         raise ValueError(f"labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
     if ext == ".npy":
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
         np.save(path, labels)
     elif ext == ".png":
         _imwrite(path, labels)
@@ -418,11 +425,13 @@ def _imread(path, flags: int) -> np.ndarray:
 
 def _imwrite(path, array: np.ndarray) -> None:
     ext = os.path.splitext(os.fspath(path))[1]
-    ok, buf = cv2.imencode(ext, array)
+    try:
+        ok, buf = cv2.imencode(ext, array)
+    except cv2.error as e:
+        raise ValueError(f"OpenCV cannot encode {os.fspath(path)!r}: {e}") from None
     if not ok:
-        raise ValueError(f"OpenCV cannot encode {path!r}")
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
+        raise ValueError(f"OpenCV cannot encode {os.fspath(path)!r}")
+    _write_bytes(path, buf.tobytes())
 
 
 def read_image(path) -> np.ndarray:
@@ -438,9 +447,6 @@ def write_image(path, rgb: np.ndarray) -> None:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"image must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
     _imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 

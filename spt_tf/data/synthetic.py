@@ -333,10 +333,11 @@ class _Scene:
         rb = np.maximum(np.rint(c[:, 5] * f), 8)
         d = b - a
         n = np.hypot(d[:, 0], d[:, 1])
-        normal = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(n, 1e-9)[:, None]
-        quads = np.rint(np.stack([a + normal * ra[:, None], b + normal * rb[:, None],
-                                  b - normal * rb[:, None], a - normal * ra[:, None]], 1))
-        quads = quads.astype(np.int32)
+        normal = d[:, ::-1] * (np.array([-1.0, 1.0]) / np.maximum(n, 1e-9)[:, None])
+        na, nb = normal * ra[:, None], normal * rb[:, None]
+        quads = np.empty((len(c), 4, 2))
+        quads[:, 0], quads[:, 1], quads[:, 2], quads[:, 3] = a + na, b + nb, b - nb, a - na
+        quads = np.rint(quads).astype(np.int32)
         a_i, b_i = np.rint(a).astype(int).tolist(), np.rint(b).astype(int).tolist()
         ra_i, rb_i, moving = ra.astype(int).tolist(), rb.astype(int).tolist(), (n > 0).tolist()
         e = np.array(self.ells).reshape(-1, 5)
@@ -499,13 +500,14 @@ def _build(ident: Identity, pose: Pose):
     wn = width(neck_r * 1.6, neck_r * 1.6)
     hem = hip_y + 0.035
     # Widths are already projected: only the lean applies.
+    rs = min(ident.arm_r * 1.2, ws * 0.5)  # rounded shoulders: a capsule over the top corners
     torso = [
-        lean((-wn, -0.01)), lean((-ws, 0.0)), lean((-ws, 0.07)), lean((-ww, hip_y * 0.62)),
+        lean((-wn, -0.01)), lean((-ws, rs)), lean((-ws, 0.07)), lean((-ww, hip_y * 0.62)),
         lean((-wh, hem)), lean((wh, hem)), lean((ww, hip_y * 0.62)), lean((ws, 0.07)),
-        lean((ws, 0.0)), lean((wn, -0.01)),
+        lean((ws, rs)), lean((wn, -0.01)),
     ]  # fmt: skip
-    # The garment covers the torso; under a sleeveless top the shoulders are bare arms.
-    groups[5].append((0.0, [("poly", torso, L.UPPER, _UP)]))
+    shoulders = (lean((-ws + rs, rs)), lean((ws - rs, rs)), rs, rs)
+    groups[5].append((0.0, [("poly", torso, L.UPPER, _UP), ("capsule", shoulders, L.UPPER, _UP)]))
 
     # --- head ------------------------------------------------------------------------------
     rx, ry = ident.head_rx, ident.head_ry
