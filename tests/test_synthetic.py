@@ -88,6 +88,8 @@ def test_files_are_the_rendered_examples(data_dir):
         differs = (img != bg).any(-1)
         assert differs[fg].mean() > 0.97, row["name"]
         assert 0.1 < fg.mean() < 0.7  # a person, not a speck nor the whole frame
+        rows = np.nonzero(fg.any(1))[0]
+        assert rows[-1] - rows[0] + 1 >= 0.75 * H  # fills most of the height
 
 
 def test_labels_match_clothing(data_dir):

@@ -203,22 +203,29 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:
-    """Draws joint angles in human ranges, a view and the framing."""
-    u = rng.uniform
-    view = VIEWS[rng.choice(3, p=(0.4, 0.25, 0.35))]
+    """Draws joint angles in human ranges (degrees), a view and the framing."""
+    r = iter(rng.random(32).tolist())  # one draw for all: the generator's hot path
+
+    def u(lo, hi):
+        return lo + (hi - lo) * next(r)
+
+    v = next(r)
+    view = "front" if v < 0.4 else ("back" if v < 0.65 else "side")
     if view == "front":
         yaw = u(-20, 20)
     elif view == "back":
         yaw = 180 + u(-20, 20)
     else:
-        yaw = (1 if rng.random() < 0.5 else -1) * (90 + u(-15, 15))
+        yaw = (1 if next(r) < 0.5 else -1) * (90 + u(-15, 15))
     arms = []
     for _ in range(2):
-        abduction = u(100, 165) if rng.random() < 0.07 else 3 + 50 * rng.beta(1.3, 3.0)
-        arms.append((abduction, u(-35, 50), 140 * rng.beta(1.2, 2.5), u(0.0, 1.2)))
-    if rng.random() < 0.4:  # walking stride: one leg forward, the other back
+        # Mostly hanging arms (skewed towards small abduction / elbow angles); a few raised.
+        raised = next(r) < 0.07
+        abduction = u(100, 165) if raised else 3 + 50 * next(r) ** 1.9
+        arms.append((abduction, u(-35, 50), 140 * next(r) ** 2, u(0.0, 1.2)))
+    if next(r) < 0.4:  # walking stride: one leg forward, the other back
         s = u(5, 30)
-        flex = (s, -s) if rng.random() < 0.5 else (-s, s)
+        flex = (s, -s) if next(r) < 0.5 else (-s, s)
     else:
         flex = (u(-10, 20), u(-10, 20))
     legs = tuple(
@@ -588,8 +595,16 @@ def _build(ident: Identity, pose: Pose):
 
 # ---------------------------------------------------------------------------- rendering
 
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy, xx
+
+
 def _texture(kind, ys, xs, period, angle):
     """Boolean pattern (True = second colour) at pixel coordinates relative to an anchor."""
+    if kind == "solid":
+        return np.zeros(ys.shape, bool)
     if kind == "stripes":
         a = math.radians(angle)
         t = (ys * math.cos(a) + xs * math.sin(a)) / period
@@ -630,34 +645,31 @@ def _render_scene(ident, pose, background, scene, kp):
     labels = canvas >> 4
     material = canvas & 15
 
-    light = pose.light
+    # Colour lookup of material | (texture bit << 4): entries 16..31 hold the garments'
+    # second texture colour (elsewhere the same colour), so one cv2.LUT pass paints all.
     lut = np.zeros((256, 3), np.float32)
     for m, c in (
         (_SKIN, ident.skin), (_HAIR, ident.hair_colour), (_UP, ident.upper_colours[0]),
         (_LO, ident.lower_colours[0]), (_SHOE, ident.shoe_colour), (_FEATURE, (25, 20, 20)),
     ):  # fmt: skip
         lut[m] = c
+    lut[16:32] = lut[0:16]
+    lut[16 + _UP], lut[16 + _LO] = ident.upper_colours[1], ident.lower_colours[1]
     for m, base in ((_SKIN_SH, _SKIN), (_UP_SH, _UP), (_LO_SH, _LO), (_SHOE_SH, _SHOE)):
-        lut[m] = lut[base] * _SHADE
-    lut = np.clip(lut * light + 0.5, 0, 255).astype(np.uint8)
+        lut[m], lut[16 + m] = lut[base] * _SHADE, lut[16 + base] * _SHADE
+    lut = np.clip(lut * pose.light + 0.5, 0, 255).astype(np.uint8)
+    index = material
+    if ident.upper_texture != "solid" or ident.lower_texture != "solid":
+        yy, xx = _grid(h, w)
+        dy = yy - np.float32(kp[_K["neck"]][1] * scale + oy)  # textures move with the person
+        dx = xx - np.float32(kp[_K["neck"]][0] * scale + ox)
+        period = max(ident.texture_period * scale, 2.0)
+        bits = [_texture(t, dy, dx, period, ident.texture_angle)
+                for t in (ident.upper_texture, ident.lower_texture)]  # fmt: skip
+        second = np.where(material < _LO, bits[0], bits[1])
+        index = material | (second.view(np.uint8) << 4)
     # cv2.LUT per channel: several times faster than numpy fancy indexing here.
-    image = cv2.merge([cv2.LUT(material, np.ascontiguousarray(lut[:, c])) for c in range(3)])
-    anchor_y, anchor_x = kp[_K["neck"]][1] * scale + oy, kp[_K["neck"]][0] * scale + ox
-    period = max(ident.texture_period * scale, 2.0)
-    for tex, second_colour, mats in (
-        (ident.upper_texture, ident.upper_colours[1], (_UP, _UP_SH)),
-        (ident.lower_texture, ident.lower_colours[1], (_LO, _LO_SH)),
-    ):
-        if tex == "solid":
-            continue
-        ys, xs = np.nonzero((material == mats[0]) | (material == mats[1]))
-        if not len(ys):
-            continue
-        second = _texture(tex, ys - anchor_y, xs - anchor_x, period, ident.texture_angle)
-        ys, xs = ys[second], xs[second]
-        c2 = np.array(second_colour, np.float32) * light
-        pair = np.clip(np.stack([c2, c2 * _SHADE]) + 0.5, 0, 255).astype(np.uint8)
-        image[ys, xs] = pair[(material[ys, xs] == mats[1]).astype(np.intp)]
+    image = cv2.merge([cv2.LUT(index, np.ascontiguousarray(lut[:, c])) for c in range(3)])
     image = cv2.copyTo(background, (material == _BG).view(np.uint8), image)
 
     out = np.full((18, 2), -1.0, np.float32)
