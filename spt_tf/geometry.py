@@ -148,7 +148,8 @@ def _closing(mask: tf.Tensor, size: int) -> tf.Tensor:
     """Binary morphological closing (dilation then erosion) by a square."""
     x = mask[..., None]
     x = tf.nn.max_pool2d(x, size, 1, "SAME")
-    # Erosion with zero padding outside, as scikit-image does for binary images.
+    # max_pool2d ignores the padding, so the outside never erodes the mask: the
+    # same border rule as scikit-image's grey erosion (mode "reflect") in PG2.
     x = -tf.nn.max_pool2d(-x, size, 1, "SAME")
     return x[..., 0]
 
@@ -243,6 +244,22 @@ def _inv3(m):
     return adj / safe[..., None, None], det
 
 
+# A point set spans the plane when the smaller eigenvalue of its scatter matrix
+# exceeds this fraction of the larger one (about: thinner than 0.3 % of its
+# length is a line). Scale-free and far above float32 rounding (~1e-7), which
+# an absolute determinant threshold is not.
+_MIN_SPREAD_RATIO = 1e-5
+
+
+def _spans_plane(centred: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+    """[..., N, 2] centred points, [..., N] weights -> [...] bool: not collinear."""
+    sy = tf.reduce_sum(w * centred[..., 0] ** 2, -1)
+    sx = tf.reduce_sum(w * centred[..., 1] ** 2, -1)
+    sxy = tf.reduce_sum(w * centred[..., 0] * centred[..., 1], -1)
+    # det / trace^2 = l1 l2 / (l1 + l2)^2 ~ l_min / l_max.
+    return sx * sy - sxy * sxy > _MIN_SPREAD_RATIO * (sx + sy) ** 2
+
+
 def fit_affine(dst_pts: tf.Tensor, src_pts: tf.Tensor, weights: tf.Tensor):
     """Weighted least-squares affine mapping ``dst_pts`` onto ``src_pts``.
 
@@ -252,7 +269,8 @@ def fit_affine(dst_pts: tf.Tensor, src_pts: tf.Tensor, weights: tf.Tensor):
 
     Returns:
       (transforms [..., 8] in the (x, y) output->input convention, ok [...] bool).
-      ``ok`` is False when fewer than 3 points span the plane (singular).
+      ``ok`` is False when either weighted point set is (nearly) collinear,
+      i.e. fewer than 3 points span the plane, or the fit is singular.
     """
     w = tf.cast(weights, tf.float32)
     # Centre the points for a well-conditioned normal matrix.
@@ -268,11 +286,11 @@ def fit_affine(dst_pts: tf.Tensor, src_pts: tf.Tensor, weights: tf.Tensor):
     ata = tf.linalg.matmul(aw, a, transpose_a=True)  # [..., 3, 3]
     b = tf.concat([xs[..., 1:2], xs[..., 0:1]], -1)  # [..., N, 2] (x, y)
     atb = tf.linalg.matmul(aw, b, transpose_a=True)  # [..., 3, 2]
-    inv, det = _inv3(ata)
+    inv, _ = _inv3(ata)
     theta = tf.linalg.matmul(inv, atb)  # [..., 3, 2]: columns are x', y'
-    # Scale-free singularity test: det relative to the spread of the points.
-    spread = tf.reduce_sum(tf.reduce_sum(xd * xd, -1) * w, -1) / wsum[..., 0]
-    ok = det > 1e-6 * tf.maximum(spread, 1e-6) ** 2
+    # Singular unless both point sets span the plane (a degenerate source set
+    # would collapse the part onto a line).
+    ok = _spans_plane(xd, w) & _spans_plane(xs, w)
     a0, a1, a2 = theta[..., 0, 0], theta[..., 1, 0], theta[..., 2, 0]
     b0, b1, b2 = theta[..., 0, 1], theta[..., 1, 1], theta[..., 2, 1]
     # Undo centring: x_in - cy_x = A (x_out - cx) + t.
