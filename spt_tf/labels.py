@@ -154,28 +154,42 @@ def lip_to_spt(
 
     Returns:
       [H, W] uint8 SPT labels in 0..9.
+
+    Raises:
+      ValueError: a map that is not [H, W], non-integral or out-of-range labels,
+        a bad ``lip_table``, or glove/socks pixels without a wrist/ankle keypoint.
     """
     lip = np.asarray(lip)
     if lip.ndim != 2:
         raise ValueError(f"LIP map must be [H, W], got shape {lip.shape}")
+    if lip.dtype.kind not in "iu" and not np.array_equal(lip, np.round(lip)):
+        # A silent cast would truncate 1.5 to 1: a different label.
+        raise ValueError(f"LIP labels must be integers, got non-integral {lip.dtype} values")
     if lip.size and (lip.min() < 0 or lip.max() >= NUM_LIP_LABELS):
         raise ValueError(f"LIP labels must be in 0..{NUM_LIP_LABELS - 1}, got {lip.min()}..{lip.max()}")
     table = _table(lip_table)
     out = table[lip.astype(np.int64)]
     kp = None if keypoints is None else np.asarray(keypoints, np.float32)
-    for sentinel, (r, l, rl, ll) in (
+    for sentinel, (r_idx, l_idx, r_label, l_label) in (
         (ARM_BY_NEARER_WRIST, (_RWRI, _LWRI, RIGHT_ARM, LEFT_ARM)),
         (LEG_BY_NEARER_ANKLE, (_RANK, _LANK, RIGHT_LEG, LEFT_LEG)),
     ):
         sel = out == sentinel
         if sel.any():
-            out[sel] = _nearer_side(lip.shape, kp, r, l, rl, ll)[sel]
+            out[sel] = _nearer_side(lip.shape, kp, r_idx, l_idx, r_label, l_label)[sel]
     return out.astype(np.uint8)
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:
-    """[..., H, W] labels (or [..., H, W, L] one-hot/probabilities) -> uint8 RGB."""
+    """[..., H, W] labels (or [..., H, W, L] one-hot/probabilities) -> uint8 RGB.
+
+    Raises:
+      ValueError: labels outside 0..L-1.
+    """
     labels = np.asarray(labels)
     if labels.ndim >= 3 and labels.shape[-1] == NUM_LABELS and labels.dtype.kind == "f":
         labels = labels.argmax(-1)
-    return PALETTE[np.clip(labels.astype(np.int64), 0, NUM_LABELS - 1)]
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_LABELS):
+        # Clipping would paint a wrong label in a right-looking colour.
+        raise ValueError(f"labels must be in 0..{NUM_LABELS - 1}, got {labels.min()}..{labels.max()}")
+    return PALETTE[labels.astype(np.int64)]
