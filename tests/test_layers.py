@@ -127,31 +127,38 @@ def test_residual_block_adds_input():
 # ---------------------------------------------------------------- deformable skip
 
 
-def test_deformable_skip_identity_returns_input():
+METHODS = pytest.mark.parametrize("method", ["dense", "sparse"])
+
+
+@METHODS
+def test_deformable_skip_identity_returns_input(method):
     x = RNG.normal(size=(2, 6, 4, 3)).astype(np.float32)  # negative values included
     masks = np.ones((2, geometry.NUM_PARTS, 12, 8), np.float32)  # image = 2x the features
-    y = layers.DeformableSkip()(x, _identity(batch=2), masks).numpy()
+    y = layers.DeformableSkip(method)(x, _identity(batch=2), masks).numpy()
     np.testing.assert_allclose(y, x, atol=1e-6)
 
 
-@pytest.mark.parametrize("dx,dy", [(2, 0), (0, -2), (4, 2), (-2, 6)])
-def test_deformable_skip_translation_moves_features(dx, dy):
-    x = RNG.normal(size=(1, 8, 6, 2)).astype(np.float32)
-    masks = np.ones((1, geometry.NUM_PARTS, 16, 12), np.float32)
+@METHODS
+@pytest.mark.parametrize("dx,dy", [(2, 0), (0, -2), (4, 2), (-2, 6), (40, 0)])
+def test_deformable_skip_translation_moves_features(method, dx, dy):
+    x = RNG.normal(size=(2, 8, 6, 2)).astype(np.float32)
+    masks = np.zeros((2, geometry.NUM_PARTS, 16, 12), np.float32)
+    masks[:, 5] = 1.0  # one part covers everything; the others (identity) cover nothing
     # Image-pixel translation (dx, dy) is (dx / 2, dy / 2) at this half-resolution level.
-    y = layers.DeformableSkip()(x, _translation(dx, dy), masks).numpy()
-    ref = _shift_reference(x, dx // 2, dy // 2)
-    covered = np.ones_like(x, bool)
-    np.testing.assert_allclose(y[covered], ref[covered], atol=1e-5)
+    t = _identity(batch=2)
+    t[:, 5] = _translation(dx, dy, k=1)[:, 0]
+    y = layers.DeformableSkip(method)(x, t, masks).numpy()
+    np.testing.assert_allclose(y, _shift_reference(x, dx // 2, dy // 2), atol=1e-5)
 
 
-def test_deformable_skip_zero_mask_part_contributes_nothing():
+@METHODS
+def test_deformable_skip_zero_mask_part_contributes_nothing(method):
     x = RNG.normal(size=(1, 6, 6, 3)).astype(np.float32)
     t = _identity()
     t[0, 3] = [0.5, 0.3, 1.7, -0.2, 1.1, 0.4, 0, 0]  # arbitrary warp for part 3
     masks = np.zeros((1, geometry.NUM_PARTS, 6, 6), np.float32)
     masks[0, 0] = 1.0  # only part 0 (identity) covers
-    skip = layers.DeformableSkip()
+    skip = layers.DeformableSkip(method)
     np.testing.assert_allclose(skip(x, t, masks).numpy(), x, atol=1e-6)
     # Now part 3 covers too: where its warp is larger than x the max takes it.
     masks[0, 3] = 1.0
@@ -160,13 +167,14 @@ def test_deformable_skip_zero_mask_part_contributes_nothing():
     np.testing.assert_allclose(y, np.maximum(x, warped3), atol=1e-5)
 
 
-def test_deformable_skip_uncovered_pixels_are_zero_and_masks_area_resized():
+@METHODS
+def test_deformable_skip_uncovered_pixels_are_zero_and_masks_area_resized(method):
     x = np.abs(RNG.normal(size=(1, 4, 4, 2))).astype(np.float32) + 0.1
     masks = np.zeros((1, geometry.NUM_PARTS, 8, 8), np.float32)
     # Part 2 covers one image pixel of each 2x2 block in the top half: area 1/4 per feature pixel.
     masks[0, 2, 0:4:2, 0::2] = 1.0
     masks[0, 2, 1:4:2, 1::2] = 0.0
-    y = layers.DeformableSkip()(x, _identity(), masks).numpy()
+    y = layers.DeformableSkip(method)(x, _identity(), masks).numpy()
     expected = np.zeros_like(x)
     expected[:, :2] = 0.25 * x[:, :2]
     np.testing.assert_allclose(y, expected, atol=1e-6)
@@ -180,36 +188,49 @@ def test_deformable_skip_rejects_non_integer_factor():
         layers.DeformableSkip()(x, _identity(), np.ones((1, geometry.NUM_PARTS, 8, 4), np.float32))
 
 
-def test_deformable_skip_matches_real_geometry_under_xla():
+def test_deformable_skip_matches_geometry_warp_on_real_poses():
     h, w = 32, 16
     rng = np.random.default_rng(3)
     src = np.stack([rng.uniform(4, h - 4, (2, 18)), rng.uniform(2, w - 2, (2, 18))], -1).astype(np.float32)
     tgt = np.stack([rng.uniform(4, h - 4, (2, 18)), rng.uniform(2, w - 2, (2, 18))], -1).astype(np.float32)
     transforms = geometry.part_transforms(src, tgt)
     masks = geometry.part_masks(tgt, h, w)
-    x = rng.normal(size=(2, 16, 8, 4)).astype(np.float32)
-    skip = layers.DeformableSkip()
-
-    def f(x, t, m):
-        return skip(x, t, m)
-
-    plain = tf.function(f)(x, transforms, masks).numpy()
-    xla = tf.function(f, jit_compile=True)(x, transforms, masks).numpy()
-    np.testing.assert_allclose(xla, plain, atol=1e-5)
-    # Independent reference: loop over parts with the per-part warp and numpy max.
+    x = tf.constant(rng.normal(size=(2, 16, 8, 4)).astype(np.float32))
+    # Independent reference: geometry.warp per part, numpy mask, max and zero fill.
     small = masks.numpy().reshape(2, 10, 16, 2, 8, 2).mean(axis=(3, 5))[..., None]
     warped = np.stack([geometry.warp(x, geometry.scale_transforms(transforms[:, k], 0.5)).numpy()
-                       for k in range(10)], 1)
+                       for k in range(10)], 1)  # fmt: skip
     vals = np.where(small > 0, warped * small, -np.inf).max(axis=1)
     ref = np.where(np.isfinite(vals), vals, 0.0)
-    np.testing.assert_allclose(plain, ref, atol=1e-5)
+    weights = tf.constant(rng.normal(size=(2, 16, 8, 4)).astype(np.float32))
+    results = {}
+    for method in ("dense", "sparse", "auto"):
+        skip = layers.DeformableSkip(method)
+
+        def f(x, skip=skip):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = skip(x, transforms, masks)
+                loss = tf.reduce_sum(y * weights)
+            return y, tape.gradient(loss, x)
+
+        for xla in (False, True):
+            if method == "sparse" and xla:
+                continue  # dynamic shapes: "auto" takes the dense path under XLA
+            y, g = tf.function(f, jit_compile=xla)(x)
+            np.testing.assert_allclose(y.numpy(), ref, atol=1e-5, err_msg=f"{method} xla={xla}")
+            results[(method, xla)] = g.numpy()
+    # Same gradients whichever path computed them.
+    for key, g in results.items():
+        np.testing.assert_allclose(g, results[("dense", False)], atol=1e-5, err_msg=str(key))
 
 
-def test_deformable_skip_keeps_float32_transforms_under_mixed_precision():
+@METHODS
+def test_deformable_skip_keeps_float32_transforms_under_mixed_precision(method):
     """bfloat16 transforms would round a 64.25 px shift to 64 px; the layer must not autocast them."""
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        skip = layers.DeformableSkip()
+        skip = layers.DeformableSkip(method)
         x = np.zeros((1, 1, 128, 1), np.float32)
         x[0, 0, 1::2, 0] = 1.0  # 0, 1, 0, 1, ... along x
         masks = np.ones((1, geometry.NUM_PARTS, 1, 128), np.float32)
@@ -223,12 +244,13 @@ def test_deformable_skip_keeps_float32_transforms_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_deformable_skip_gradients_flow_to_features():
+@METHODS
+def test_deformable_skip_gradients_flow_to_features(method):
     x = tf.constant(RNG.normal(size=(1, 4, 4, 2)).astype(np.float32))
     masks = np.ones((1, geometry.NUM_PARTS, 4, 4), np.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = layers.DeformableSkip()(x, _translation(1.0, 0.0), masks)
+        y = layers.DeformableSkip(method)(x, _translation(1.0, 0.0), masks)
         loss = tf.reduce_sum(y)
     g = tape.gradient(loss, x).numpy()
     # out[:, :, j] = in[:, :, j + 1]: column 0 feeds nothing, the others one output each.
@@ -263,7 +285,9 @@ def test_layer_config_round_trip(layer, shape):
 
 
 def test_deformable_skip_config_round_trip():
-    skip = layers.DeformableSkip(name="skip3")
+    skip = layers.DeformableSkip("sparse", name="skip3")
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(skip))
-    assert isinstance(clone, layers.DeformableSkip) and clone.name == "skip3"
+    assert isinstance(clone, layers.DeformableSkip) and clone.name == "skip3" and clone.method == "sparse"
     assert clone.get_config() == skip.get_config()
+    with pytest.raises(ValueError, match="method"):
+        layers.DeformableSkip("fast")
