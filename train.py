@@ -22,7 +22,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
-    summaries = loop.run(config, FLAGS.workdir, FLAGS.stage)
+    try:
+        summaries = loop.run(config, FLAGS.workdir, FLAGS.stage)
+    except loop.Interrupted as e:
+        # Preemption is not a failure: the checkpoint is written, a rerun resumes.
+        logging.warning("%s; rerun the same command to resume", e)
+        return
     for s in summaries:
         logging.info("stage %s: steps %d -> %d, %.1f examples/s, losses %s", s["stage"], s["start_step"],
                      s["final_step"], s.get("examples_per_second", 0.0), s["losses"])

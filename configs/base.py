@@ -84,24 +84,24 @@ def get_config() -> ml_collections.ConfigDict:
     m.vgg_weights = "imagenet"
 
     # ---------------------------------------------------------------- losses
-    c.loss = l = ml_collections.ConfigDict()
+    c.loss = lo = ml_collections.ConfigDict()
     # GAN loss: "lsgan" or "vanilla".
-    l.gan = "lsgan"
+    lo.gan = "lsgan"
     # H_S: weight of the weighted cross entropy (Eq. 4).
-    l.lambda_ce = 1.0
+    lo.lambda_ce = 1.0
     # H_A: adversarial, pose (Eq. 6), content (Eq. 7), style (Eq. 8), face (Eq. 9).
-    l.lambda_adv = 1.0
-    l.lambda_pose = 700.0
-    l.lambda_cont = 0.03
-    l.lambda_sty = 1.0
-    l.lambda_face = 1.0
+    lo.lambda_adv = 1.0
+    lo.lambda_pose = 700.0
+    lo.lambda_cont = 0.03
+    lo.lambda_sty = 1.0
+    lo.lambda_face = 1.0
     # Style loss kind: "semantic" (Eq. 8), "mask" (body-part masks; Baseline),
     # "patch" (patches around joints), "none".
-    l.style = "semantic"
+    lo.style = "semantic"
     # Labels whose Gram matrices enter the style loss (release: 8, no bg, no face).
-    l.style_labels = (2, 3, 4, 5, 6, 7, 8, 9)
+    lo.style_labels = (2, 3, 4, 5, 6, 7, 8, 9)
     # Joint training also adds the H_S loss with this weight (0 disables).
-    l.joint_semantic_weight = 0.0
+    lo.joint_semantic_weight = 0.0
 
     # ---------------------------------------------------------------- training
     c.train = t = ml_collections.ConfigDict()

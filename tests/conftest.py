@@ -16,3 +16,87 @@ try:
     )
 except RuntimeError:  # already initialised in this process
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny synthetic people set (64x32 on disk) with a random pseudo-pairs file."""
+    from spt_tf.data import formats, synthetic
+
+    root = str(tmp_path_factory.mktemp("tiny_data"))
+    synthetic.generate(root, identities=6, poses_per_identity=3, height=64, width=32, seed=3, test_fraction=0.34)
+    names = list(formats.read_annotations(os.path.join(root, "annotation-train.csv")))
+    pairs = [(a, names[(i + 2) % len(names)]) for i, a in enumerate(names)]
+    formats.write_pairs(os.path.join(root, "pseudo-pairs.csv"), pairs)
+    return root
+
+
+@pytest.fixture
+def tiny_config(tiny_data):
+    """configs/testing.py pointing at `tiny_data` (32x16 networks: the pipeline resizes)."""
+    from configs import testing
+
+    config = testing.get_config()
+    config.data.root = tiny_data
+    return config
+
+
+@pytest.fixture
+def trained(_trained_info):
+    """A workdir trained through all stages for 2 steps each, plus an export.
+
+    Returns a dict: config (a fresh configs/testing.py on the data, free to
+    mutate), workdir, export (the SavedModel version directory), data.
+    Treat workdir and export as read-only (copy them to change them).
+    """
+    from configs import testing
+
+    config = testing.get_config()
+    config.data.root = _trained_info["data"]
+    return {"config": config, **_trained_info}
+
+
+@pytest.fixture(scope="session")
+def _trained_info(tmp_path_factory):
+    """Trains once per session, shared across xdist workers through a file lock."""
+    import fcntl
+    import json
+
+    from configs import testing
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    # Developers may keep one trained fixture across runs (not used in CI).
+    root = shared / "trained"
+    if os.environ.get("SPT_TEST_TRAINED_DIR"):
+        import pathlib
+
+        root = pathlib.Path(os.environ["SPT_TEST_TRAINED_DIR"])
+    root.mkdir(parents=True, exist_ok=True)
+    config = testing.get_config()
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / "done.json"
+        if done.exists():
+            info = json.loads(done.read_text())
+        else:
+            from spt_tf.data import formats, synthetic
+            from spt_tf.export import module
+            from spt_tf.training import loop
+
+            data = str(root / "data")
+            synthetic.generate(data, identities=6, poses_per_identity=3, height=64, width=32, seed=3,
+                               test_fraction=0.34)  # fmt: skip
+            names = list(formats.read_annotations(os.path.join(data, "annotation-train.csv")))
+            formats.write_pairs(os.path.join(data, "pseudo-pairs.csv"),
+                                [(a, names[(i + 2) % len(names)]) for i, a in enumerate(names)])  # fmt: skip
+            config.data.root = data
+            workdir = str(root / "workdir")
+            loop.run(config, workdir, "all")
+            export = module.export(config, workdir, str(root / "export"))
+            info = {"data": data, "workdir": workdir, "export": export}
+            done.write_text(json.dumps(info))
+    return info

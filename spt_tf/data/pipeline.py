@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from spt_tf import geometry, labels
 from spt_tf.data import formats
@@ -63,20 +64,27 @@ def load_index(config, split: str) -> Index:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     ann_path = _path(config, f"annotations_{split}")
-    kps = formats.read_annotations(ann_path, tolerance=config.data.keypoint_tolerance)
+    skipped: list = []
+    kps = formats.read_annotations(
+        ann_path, tolerance=config.data.keypoint_tolerance, skip_invalid=bool(config.data.skip_invalid),
+        report=skipped,
+    )  # fmt: skip
+    if skipped:
+        logging.warning("%s: skipped %d invalid rows (data.skip_invalid): %s", ann_path, len(skipped),
+                        "; ".join(str(e) for e in skipped[:5]))  # fmt: skip
     image_dir = _path(config, f"{split}_images")
     parsing_dir = _path(config, "parsing_dir")
     names, images, parsings, points = [], [], [], []
     for name, kp in kps.items():
         img = os.path.join(image_dir, name)
         if not os.path.isfile(img):
-            raise formats.FormatError(f"{ann_path}: row {name!r}: image file {img} does not exist")
+            raise formats.FormatError(ann_path, f"image file {img} does not exist", field=f"name {name!r}")
         names.append(name)
         images.append(img)
         parsings.append(formats.find_parsing(parsing_dir, name))
         points.append(kp)
     if not names:
-        raise formats.FormatError(f"{ann_path}: no annotation rows")
+        raise formats.FormatError(ann_path, "no annotation rows")
     return Index(names, images, parsings, np.stack(points).astype(np.float32))
 
 

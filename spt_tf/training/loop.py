@@ -253,10 +253,10 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=int(config.train.keep_checkpoints))
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("stage %s: resumed from %s at step %d", stage, manager.latest_checkpoint, int(step))
+        logging.info("stage %s: resumed from %s at step %d", stage, manager.latest_checkpoint, int(step.numpy()))
     else:
         _init_from_previous(stage, nets, workdir)
-    start = int(step)
+    start = int(step.numpy())
     if start >= total:
         logging.info("stage %s: already at step %d of %d", stage, start, total)
         return {"stage": stage, "start_step": start, "final_step": start, "status": "done", "losses": {}}
@@ -279,16 +279,16 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     status = "done"
     with _SignalFlag() as flag, tqdm(total=total, initial=start, desc=stage, disable=not chief,
                                       dynamic_ncols=True, mininterval=2.0) as bar:  # fmt: skip
-        while int(step) < total:
+        while int(step.numpy()) < total:
             values = _to_float(dist_step(iterator))
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 raise NonFiniteLossError(
-                    f"stage {stage}: loss {bad[0]} is {values[bad[0]]} at step {int(step) + 1}; "
+                    f"stage {stage}: loss {bad[0]} is {values[bad[0]]} at step {int(step.numpy()) + 1}; "
                     f"training stopped, the last good checkpoint ({manager.latest_checkpoint}) is kept"
                 )
             step.assign_add(1)
-            s = int(step)
+            s = int(step.numpy())
             n_log += 1
             bar.update(1)
             main = {k: v for k, v in values.items() if k.endswith("total") or k in ("pose_detector", "ds_loss", "da_loss")}
@@ -298,7 +298,7 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
                 with writer.as_default(step=s):
                     for k, v in values.items():
                         tf.summary.scalar(f"loss/{k}", v)
-                    tf.summary.scalar("train/learning_rate", float(model.g_optimizer.learning_rate))
+                    tf.summary.scalar("train/learning_rate", float(np.asarray(model.g_optimizer.learning_rate.numpy())))
                     tf.summary.scalar("train/examples_per_second", n_log * global_batch / max(dt, 1e-9))
                 t_log, n_log = time.time(), 0
             if writer is not None and stage in ("appearance", "joint") and (s % image_every == 0 or s == total):
@@ -310,19 +310,19 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
                 status = "interrupted"
                 break
     seconds = time.time() - t0
-    done = int(step) - start
+    done = int(step.numpy()) - start
     if writer is not None:
-        _write_validation(model, stage, config, writer, int(step))
+        _write_validation(model, stage, config, writer, int(step.numpy()))
         writer.flush()
     summary = {
-        "stage": stage, "start_step": start, "final_step": int(step), "status": status, "losses": values,
+        "stage": stage, "start_step": start, "final_step": int(step.numpy()), "status": status, "losses": values,
         "seconds": seconds, "examples_per_second": done * global_batch / max(seconds, 1e-9),
     }  # fmt: skip
     if chief:
         with open(os.path.join(workdir, f"{stage}_summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
     if status == "interrupted":
-        raise Interrupted(f"stage {stage} interrupted by {flag.received} at step {int(step)}")
+        raise Interrupted(f"stage {stage} interrupted by {flag.received} at step {int(step.numpy())}")
     return summary
 
 

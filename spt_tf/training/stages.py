@@ -104,6 +104,8 @@ class StageModel(keras.Model):
     def train_step(self, batch):
         if self._grad_fn is None:
             self._grad_fn = tf.function(self._gradients, jit_compile=self.xla)
+        # Names (strings) stay out of the XLA cluster.
+        batch = {k: v for k, v in batch.items() if v.dtype != tf.string}
         g_grads, d_grads, values = self._grad_fn(batch)
         self.g_optimizer.apply_gradients(zip(g_grads, self.g_variables()))
         if d_grads:
