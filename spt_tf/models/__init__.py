@@ -61,6 +61,7 @@ __all__ = [
     "build_pose_detector",
     "build_semantic_generator",
     "build_vgg",
+    "discriminator_channels",
     "input_shapes",
     "make_norm",
     "output_shapes",

@@ -35,7 +35,6 @@ class PatchDiscriminator(keras.Model):
     """
 
     def __init__(self, in_channels: int, num_layers: int = 3, filters: int = 64, norm: str = "instance", **kwargs):
-        kwargs.setdefault("name", "patch_discriminator")
         super().__init__(**kwargs)
         self.in_channels = int(in_channels)
         self.num_layers = int(num_layers)

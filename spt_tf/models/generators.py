@@ -303,7 +303,6 @@ class SemanticGenerator(_UNetGenerator):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, **kwargs):
-        kwargs.setdefault("name", "semantic_generator")
         super().__init__(height, width, num_labels, width_multiplier, norm, dropout, num_downsamples, **kwargs)
         self.source_encoder = UNetEncoder(self.enc_filters, norm, name="source_encoder")  # E_S
         self.pose_encoder = UNetEncoder(self.enc_filters, norm, name="pose_encoder")  # E_P
@@ -381,7 +380,6 @@ class AppearanceGenerator(_UNetGenerator):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, deformable_levels=4, drop_background_channel=True, **kwargs):
-        kwargs.setdefault("name", "appearance_generator")
         super().__init__(height, width, num_labels, width_multiplier, norm, dropout, num_downsamples, **kwargs)
         self.deformable_levels = int(deformable_levels)
         if not 0 <= self.deformable_levels <= self.num_downsamples + 1:
@@ -494,6 +492,10 @@ class ProgressiveAppearanceGenerator(keras.Model):
     * Output: ``alpha * local + (1 - alpha) * upsample(global)`` (bilinear), with
       ``alpha`` a non-trainable variable set by training (fade-in from 0 to 1);
       it is saved with the model and defaults to 1 (the finished network).
+      (The SPT release fades differently: the local encoders' half-resolution
+      features replace the global encoder's level 0 by ``alpha``, and the local
+      up block reads the global features and level-0 skips only. Fading the
+      outputs keeps the global generator a standalone half-resolution H_A.)
 
     Training phases (SPT.md section 5: "global, then local only, then all"):
     ``variables_for_phase("global" | "local" | "all")`` lists the trainable
@@ -510,7 +512,6 @@ class ProgressiveAppearanceGenerator(keras.Model):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, deformable_levels=4, drop_background_channel=True, **kwargs):
-        kwargs.setdefault("name", "progressive_appearance_generator")
         kwargs.pop("autocast", None)
         super().__init__(autocast=False, **kwargs)
         self.height, self.width = int(height), int(width)

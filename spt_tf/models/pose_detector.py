@@ -41,7 +41,6 @@ class PoseDetector(keras.Model):
 
     def __init__(self, filters: int = 32, num_blocks: int = 6, norm: str = "instance",
                  num_keypoints: int = geometry.NUM_KEYPOINTS, **kwargs):
-        kwargs.setdefault("name", "pose_detector")
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.num_blocks = int(num_blocks)
