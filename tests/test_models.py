@@ -59,6 +59,8 @@ def test_generator_output_shapes(height, width):
         y = model(x).numpy()
         assert y.shape == (1, height, width, 3)
         assert np.all(np.abs(y) <= 1.0) and np.isfinite(y).all()
+    shapes = {k: tuple(v.shape) for k, v in x.items()}
+    assert [m.compute_output_shape(shapes) for m in (hs, ha, hp)] == [s.shape, y.shape, y.shape]
     # Depth follows the resolution: the larger side ends at 4 pixels.
     assert hs.num_downsamples == {128: 5, 256: 6}[height]
     assert (hs.padded_height, hs.padded_width) == {(128, 64): (128, 64), (256, 256): (256, 256),
@@ -96,6 +98,12 @@ def test_other_networks_shapes():
     assert face.shape == (2, 2, 2, 1)
     heat = nets["pose_detector"](x["image"]).numpy()
     assert heat.shape == (2, 32, 16, 18) and heat.min() >= 0.0 and heat.max() <= 1.0
+    shapes = models.input_shapes(c)
+    for key, out in [("semantic_discriminator", d_s), ("appearance_discriminator", d_a),
+                     ("face_discriminator", face), ("pose_detector", heat)]:  # fmt: skip
+        assert models.output_shapes(nets[key], shapes[key], 2) == tuple(out.shape), key
+    odd = models.PatchDiscriminator(3, 3, 4)
+    assert odd(tf.zeros([1, 37, 21, 3])).shape == odd.compute_output_shape((1, 37, 21, 3)) == (1, 5, 3, 1)
     with pytest.raises(ValueError, match="channels"):
         nets["appearance_discriminator"](tf.zeros([1, 32, 16, 5]))
     with pytest.raises(ValueError, match="multiples of 4"):
@@ -360,8 +368,12 @@ def test_gradients_reach_every_trainable_variable(kind):
 
 @pytest.mark.parametrize("kind", ["semantic", "appearance"])
 def test_forward_backward_compile_under_xla(kind):
-    c = tiny_config()
-    model = _generators(c)[kind]
+    # Two halvings (3 levels: 2 warped, 1 not) keep the XLA compile short; the code paths are
+    # those of any depth.
+    if kind == "semantic":
+        model = models.SemanticGenerator(32, 16, width_multiplier=0.125, num_downsamples=2)
+    else:
+        model = models.AppearanceGenerator(32, 16, width_multiplier=0.125, num_downsamples=2, deformable_levels=2)
     x = make_inputs(2, 32, 16, seed=3)
     model(x)
 

@@ -12,8 +12,8 @@ Builders take an ``ml_collections`` config (``configs/base.py``: ``model.*``,
 * :func:`build_models` -> all of them but VGG, in a dict.
 
 Networks are built on first call; :func:`build_network` creates the variables
-from :func:`input_shapes` without tracing, :func:`output_shapes` traces a
-symbolic call.
+from :func:`input_shapes` without tracing, :func:`output_shapes` gives the
+output shape without computing anything.
 """
 
 from __future__ import annotations
@@ -197,10 +197,11 @@ def build_network(model: keras.Model, shapes, batch_size: int | None = None) -> 
 
 
 def output_shapes(model: keras.Model, shapes, batch_size: int | None = None):
-    """Output shape(s) of ``model`` by a symbolic call (traces, computes nothing; builds if needed)."""
-    if isinstance(shapes, dict):
-        inputs = {key: keras.Input(shape, batch_size=batch_size, name=key) for key, shape in shapes.items()}
-    else:
-        inputs = keras.Input(shapes, batch_size=batch_size)
-    outputs = model(inputs)
-    return keras.tree.map_structure(lambda t: tuple(t.shape), outputs)
+    """Output shape of ``model`` for inputs of ``shapes`` (builds it; no tracing, no computation).
+
+    Every network here implements ``compute_output_shape``; the tests check it
+    against real calls.
+    """
+    batched = _batched(shapes, batch_size)
+    build_network(model, shapes, batch_size)
+    return tuple(model.compute_output_shape(batched))

@@ -2,7 +2,8 @@
 
 Prints, for each network of the config (and VGG), its parameter count and
 input / output shapes. Nothing is computed: networks are built from shapes and
-traced symbolically. VGG is listed with random weights (no download here).
+report their output shapes (``compute_output_shape``). VGG is listed with
+random weights (no download here).
 """
 
 from __future__ import annotations

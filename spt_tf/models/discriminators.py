@@ -64,6 +64,12 @@ class PatchDiscriminator(keras.Model):
                 norm.build(shape)
         self.out_conv.build(shape)
 
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for conv in self.convs:
+            shape = tuple(conv.compute_output_shape(shape))
+        return shape[:-1] + (1,)
+
     def call(self, x, training=None):
         if x.shape[-1] is not None and x.shape[-1] != self.in_channels:
             raise ValueError(f"{self.name}: input has {x.shape[-1]} channels, built for {self.in_channels}")

@@ -322,6 +322,9 @@ class SemanticGenerator(_UNetGenerator):
         ]
         self.decoder.build(skips)
 
+    def compute_output_shape(self, input_shape):
+        return (input_shape["source_parsing"][0], self.height, self.width, self.num_labels)
+
     def call(self, inputs, training=None):
         _require(inputs, self.INPUT_KEYS, type(self).__name__)
         h, w, n = self.height, self.width, self.num_labels
@@ -421,6 +424,9 @@ class AppearanceGenerator(_UNetGenerator):
         self.appearance_encoder.build(app)
         self.target_encoder.build(tgt)
         self.decoder.build(skips)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape["image"][0], self.height, self.width, 3)
 
     def call(self, inputs, training=None, return_features=False):
         _require(inputs, self.INPUT_KEYS, type(self).__name__)
@@ -577,6 +583,9 @@ class ProgressiveAppearanceGenerator(keras.Model):
         mid = _concat_shape(g.features_shape(b), sa[1], st[1])
         self.local_up.build(mid)
         self.local_out.build(_concat_shape(self.local_up.compute_output_shape(mid), sa[0], st[0]))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape["image"][0], self.height, self.width, 3)
 
     # ------------------------------------------------------------------ phases
     def set_alpha(self, value) -> None:

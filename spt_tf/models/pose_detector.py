@@ -77,6 +77,9 @@ class PoseDetector(keras.Model):
             norm.build(shape)
         self.out_conv.build(shape)
 
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_keypoints,)
+
     def call(self, image, training=None):
         h, w = image.shape[1], image.shape[2]
         if image.shape[-1] != 3 or (h is not None and h % 4) or (w is not None and w % 4):
