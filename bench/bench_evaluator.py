@@ -1,0 +1,115 @@
+"""Evaluator memory growth and throughput: peak RSS after N pairs, for growing N.
+
+The evaluator streams (docs/evaluation.md); what may grow with the number of
+pairs is the IS logits (4 x 1000 float32 per pair) and, up to 2048 pairs, the
+kept pool features. Each N runs in its own process (peak RSS is per process)
+on the same synthetic data and SavedModel, and prints one JSON line; the
+parent prints a markdown table and the linear extrapolation of the peak to
+12,000 pairs.
+
+  python bench/bench_evaluator.py                               # 256x256, N = 32, 128, 256
+  python bench/bench_evaluator.py --size 128 64 --pairs 64 256 512
+  python bench/bench_evaluator.py --inception_size 299          # the field's input (slow on CPU)
+
+The networks are random (config `synthetic` widths at the chosen size),
+exported once as a SavedModel from memory; Inception has random weights
+(`allow_random_weights`): memory and speed do not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _config(root, height, width, batch):
+    from configs import synthetic
+
+    c = synthetic.get_config()
+    c.data.root = root
+    c.data.height, c.data.width = height, width
+    c.eval.batch_size = batch
+    c.eval.is_splits = 10
+    return c
+
+
+def _prepare(work, height, width, batch, identities, poses):
+    """Synthetic data (test pairs) and a random-weight SavedModel, made once per size."""
+    from spt_tf.data import synthetic
+    from spt_tf.evaluation import evaluator
+    from spt_tf.export import module
+
+    root = os.path.join(work, f"data_{height}x{width}")
+    export = os.path.join(work, f"export_{height}x{width}")
+    if not os.path.isdir(export):
+        synthetic.generate(root, identities, poses, height, width, seed=0, test_fraction=0.5)
+        hs, ha, _ = evaluator._build_generators_and_detector(_config(root, height, width, batch))
+        module.save_atomically(module.SPTExportModule(hs, ha, _config(root, height, width, batch)), export)
+    return root, export
+
+
+def _child(spec):
+    from absl import logging
+
+    from spt_tf.evaluation import evaluator
+
+    logging.set_verbosity(logging.WARNING)
+    c = _config(spec["root"], spec["height"], spec["width"], spec["batch"])
+    r = evaluator.run(c, None, spec["out"], saved_model=spec["export"], max_pairs=spec["pairs"],
+                      allow_random_weights=True, inception_size=spec["inception_size"],
+                      skip_inception=spec["skip_inception"], num_samples=8)  # fmt: skip
+    print(json.dumps({"pairs": r["num_pairs"], "peak_rss_mb": r["peak_rss_mb"], "seconds": r["seconds"],
+                      "pairs_per_second": r["pairs_per_second"]}))  # fmt: skip
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--pairs", type=int, nargs="+", default=[32, 128, 256])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--inception_size", type=int, default=75)
+    p.add_argument("--skip_inception", action="store_true")
+    p.add_argument("--identities", type=int, default=16, help="synthetic identities (half are test)")
+    p.add_argument("--poses", type=int, default=9, help="poses per identity: P(P-1) pairs each")
+    p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "spt_bench_evaluator"))
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        _child(json.loads(a.child))
+        return
+    h, w = a.size
+    os.makedirs(a.work, exist_ok=True)
+    root, export = _prepare(a.work, h, w, a.batch, a.identities, a.poses)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; {h}x{w}, batch {a.batch}, "
+          f"Inception input {a.inception_size}{' (skipped)' if a.skip_inception else ''}")  # fmt: skip
+    rows = []
+    for n in a.pairs:
+        spec = {"root": root, "export": export, "height": h, "width": w, "batch": a.batch, "pairs": n,
+                "inception_size": a.inception_size, "skip_inception": a.skip_inception,
+                "out": os.path.join(a.work, f"eval_{h}x{w}_{n}")}  # fmt: skip
+        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=REPO,
+                             capture_output=True, text=True)  # fmt: skip
+        if out.returncode != 0:
+            sys.exit(f"child for {n} pairs failed:\n{out.stderr[-3000:]}")
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n| pairs | peak RSS (MB) | pairs/s | seconds |\n|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['pairs']} | {r['peak_rss_mb']:.0f} | {r['pairs_per_second']:.2f} | {r['seconds']:.0f} |")
+    if len(rows) >= 2 and rows[-1]["pairs"] > rows[0]["pairs"]:
+        slope = (rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]) / (rows[-1]["pairs"] - rows[0]["pairs"])
+        print(f"\ngrowth {slope * 1024:.1f} KB/pair; linear extrapolation to 12,000 pairs: "
+              f"{rows[-1]['peak_rss_mb'] + slope * (12000 - rows[-1]['pairs']):.0f} MB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
