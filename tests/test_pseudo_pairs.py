@@ -413,3 +413,14 @@ def test_cli_on_synthetic_people(synthetic_set, tmp_path):
     rows = pp.read_pseudo_pairs(out)
     assert len(rows) == summary["pairs"] > 0.8 * summary["sources"]
     assert all(ident[a] != ident[b] for a, b, _ in rows)
+
+
+def test_vote_clothing_majority_per_identity():
+    types = [("short", "pants"), ("sleeveless", "pants"), ("short", "unknown"),
+             ("long", "skirt"), ("short", "skirt"), ("unknown", "unknown")]
+    ident = ["a", "a", "a", "b", "b", "c"]
+    # a: short 2 : sleeveless 1 -> short; pants (unknown does not vote).
+    # b: long 1 : short 1 tie -> each keeps its own. c: nothing to vote -> unknown stays.
+    assert pp.vote_clothing(types, ident) == [
+        ("short", "pants"), ("short", "pants"), ("short", "pants"),
+        ("long", "skirt"), ("short", "skirt"), ("unknown", "unknown")]

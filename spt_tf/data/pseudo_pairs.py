@@ -755,6 +755,9 @@ class SearchSettings:
       limb_cells: (along, across) cells of each limb descriptor.
       head_cells: side of the head descriptor grid.
       block: sources per pre-filter matrix product.
+      clothing_vote: when the clothing types are computed from the maps and identities are
+        known, each identity's type is the majority of its images' (:func:`vote_clothing`):
+        one person wears one outfit, and the views that hide a sleeve are outvoted.
     """
 
     top_k: int = 16
@@ -766,6 +769,7 @@ class SearchSettings:
     limb_cells: tuple[int, int] = (6, 3)
     head_cells: int = 5
     block: int = 512
+    clothing_vote: bool = True
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -1163,10 +1167,45 @@ def clothing_types(maps: np.ndarray, keypoints: np.ndarray, progress: bool = Fal
     return [clothing_lib.clothing_type(maps[i], keypoints[i]) for i in it]
 
 
+def vote_clothing(types: Sequence[tuple], identities: Sequence) -> list[tuple]:
+    """Per identity and per component, the majority clothing type of its images.
+
+    ``"unknown"`` does not vote (it stays where an identity has no other evidence); on a tie
+    an image keeps its own value when it is among the tied ones, else the first in sorted
+    order.
+
+    Args:
+      types: [N] tuples such as ``("short", "pants")`` (:func:`clothing.clothing_type`).
+      identities: [N] identity of each image.
+
+    Returns:
+      [N] tuples.
+    """
+    if len(types) != len(identities):
+        raise ValueError(f"{len(types)} clothing types for {len(identities)} identities")
+    members: dict = {}
+    for i, ident in enumerate(identities):
+        members.setdefault(ident, []).append(i)
+    out = [list(t) for t in types]
+    for idx in members.values():
+        for c in range(len(types[idx[0]])):
+            counts = _count(types[i][c] for i in idx if types[i][c] != clothing_lib.UNKNOWN)
+            if not counts:
+                continue
+            top = max(counts.values())
+            tied = sorted(v for v, k in counts.items() if k == top)
+            for i in idx:
+                own = types[i][c]
+                out[i][c] = own if own in tied else tied[0]
+    return [tuple(t) for t in out]
+
+
 def _prepare(maps, kp, names, clothing, identities, settings, progress):
     """Groups, identity ids, descriptors and the pre-filter of a stacked set."""
     if clothing is None:
         types = clothing_types(maps, kp, progress)
+        if identities is not None and settings.clothing_vote:
+            types = vote_clothing(types, [identities[n] for n in names])
     else:
         missing = [n for n in names if n not in clothing]
         if missing:
@@ -1200,7 +1239,8 @@ def search(
       parsing: name -> uint8 [H, W] labels 0..9 (one size for all).
       keypoints: name -> [18, 2] (y, x) pixels of the map, -1 missing.
       clothing: name -> clothing type (any hashable; equal types may pair); computed with
-        :func:`spt_tf.data.clothing.clothing_type` when None.
+        :func:`spt_tf.data.clothing.clothing_type` when None (then voted per identity when
+        identities are given, see :func:`vote_clothing`).
       identities: name -> identity; with ``exclude_same_identity`` two images of one
         identity never pair.
       top_k, min_pose_distance, exclude_same_identity: see :class:`SearchSettings`
@@ -1229,9 +1269,9 @@ def search(
 
 def _warn_unmatched(count: int) -> None:
     if count:
-        _log.warning("%d maps have no admissible pseudo target (other image, same clothing "
-                     "type, different pose%s) and get no row", count,
-                     ", other identity" if count else "")
+        _log.warning("%d maps have no admissible pseudo target (another image of the same "
+                     "clothing type in a different pose, of another identity when identities "
+                     "are excluded) and get no row", count)
 
 
 def _chunk_transforms(kp: np.ndarray, sources: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -1302,8 +1342,9 @@ def _worker_init(maps_path: str, keypoints: np.ndarray, settings: dict) -> None:
 
 def _worker_chunk(task):
     chunk, sources, cands, transforms = task
+    t0 = time.process_time()
     rows = rerank(_WORKER["maps"], _WORKER["kp"], sources, cands, transforms, _WORKER["settings"])
-    return chunk, len(sources), rows
+    return chunk, len(sources), rows, time.process_time() - t0
 
 
 def run_search(
@@ -1336,7 +1377,8 @@ def run_search(
       keypoints: [N, 18, 2] (y, x) pixels of the maps.
       out: the pairs CSV to write.
       settings: search settings.
-      clothing: [N] clothing types, or None to compute them from the maps.
+      clothing: [N] clothing types, or None to compute them from the maps (and, with
+        identities and ``settings.clothing_vote``, vote them per identity).
       identities: [N] identities, or None (unknown).
       workers: processes for the exact re-ranking (1: in this process).
       chunk_size: sources per chunk file.
@@ -1347,9 +1389,13 @@ def run_search(
 
     Returns:
       Summary dict: ``complete``, ``sources``, ``pairs``, ``unmatched``, ``groups`` (clothing
-      type -> count), ``seconds``, ``out``.
+      type -> count), ``seconds``, ``out``, and ``stages``: wall seconds of this call's
+      stages (``clothing``, ``descriptors``, ``prefilter``, ``exact``, ``merge``), their CPU
+      seconds (``*_cpu``; ``exact_cpu`` summed over the worker processes) and
+      ``pairs_evaluated`` (exact costs computed).
     """
     t0 = time.time()
+    stages: dict = {}
     names = list(names)
     n = len(names)
     kp = np.asarray(keypoints, _F).reshape(n, 18, 2)
@@ -1359,10 +1405,19 @@ def run_search(
         raise ValueError("image names must be unique")
     work_dir = work_dir or os.fspath(out) + ".work"
     os.makedirs(work_dir, exist_ok=True)
-    types = list(clothing) if clothing is not None else clothing_types(maps, kp, progress)
+    tc, pc = time.time(), time.process_time()
+    ids = None if identities is None else list(identities)
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"{len(ids)} identities for {n} maps")
+    if clothing is not None:
+        types = list(clothing)
+    else:
+        types = clothing_types(maps, kp, progress)
+        if ids is not None and settings.clothing_vote:
+            types = vote_clothing(types, ids)
+    stages["clothing"], stages["clothing_cpu"] = time.time() - tc, time.process_time() - pc
     if len(types) != n:
         raise ValueError(f"{len(types)} clothing types for {n} maps")
-    ids = None if identities is None else list(identities)
     fp = _fingerprint(names, maps, kp, types, ids, settings)
     meta_path = os.path.join(work_dir, "meta.json")
     if os.path.exists(meta_path):
@@ -1382,8 +1437,13 @@ def run_search(
     else:
         groups = _group_ids(types)
         id_arr = _group_ids(ids) if ids is not None else None
+        tc, pc = time.time(), time.process_time()
         desc = build_descriptors(maps, kp, settings, progress=progress)
+        stages["descriptors"] = time.time() - tc
+        stages["descriptors_cpu"] = time.process_time() - pc
+        tc, pc = time.time(), time.process_time()
         cand, _ = prefilter(desc, kp, groups, id_arr, settings, progress)
+        stages["prefilter"], stages["prefilter_cpu"] = time.time() - tc, time.process_time() - pc
         del desc
         np.save(cand_path + ".tmp.npy", cand)
         os.replace(cand_path + ".tmp.npy", cand_path)
@@ -1409,10 +1469,16 @@ def run_search(
     def write(c, rows):
         _write_rows(chunk_path[c], [(names[s], names[t], cost) for s, t, cost in rows])
 
+    tc = time.time()
+    stages["exact_cpu"] = 0.0
+    stages["pairs_evaluated"] = int(sum((cand[c * chunk_size:(c + 1) * chunk_size] >= 0).sum()
+                                        for c in pending))
     if pending:
         if workers <= 1:
             for c, src, cs, tr in tasks():
+                p0 = time.process_time()
                 write(c, rerank(maps, kp, src, cs, tr, settings))
+                stages["exact_cpu"] += time.process_time() - p0
                 if bar is not None:
                     bar.update(len(src))
         else:
@@ -1427,22 +1493,26 @@ def run_search(
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(workers, _worker_init,
                           (maps_path, kp, dataclasses.asdict(settings))) as pool:
-                for c, count, rows in pool.imap_unordered(_worker_chunk, tasks()):
+                for c, count, rows, cpu in pool.imap_unordered(_worker_chunk, tasks()):
                     write(c, rows)
+                    stages["exact_cpu"] += cpu
                     if bar is not None:
                         bar.update(count)
+    stages["exact"] = time.time() - tc
     if bar is not None:
         bar.close()
-    summary = {"complete": False, "sources": n, "out": os.fspath(out),
+    summary = {"complete": False, "sources": n, "out": os.fspath(out), "stages": stages,
                "groups": {str(t): k for t, k in sorted(
                    _count(types).items(), key=lambda kv: -kv[1])}}
     if not all(os.path.exists(p) for p in chunk_path):
         summary["seconds"] = time.time() - t0
         return summary
+    tc = time.time()
     rows = []
     for p in chunk_path:
         rows += read_pseudo_pairs(p)
     _write_rows(os.fspath(out), rows)
+    stages["merge"] = time.time() - tc
     _warn_unmatched(n - len(rows))
     if not keep_work:
         for p in chunk_path + [cand_path, meta_path, os.path.join(work_dir, "maps.npy")]:
