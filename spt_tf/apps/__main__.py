@@ -1,0 +1,158 @@
+"""Applications CLI: ``python -m spt_tf.apps {pose-transfer,texture-transfer,edit} ...``.
+
+Examples (docs/applications.md has worked ones with figures)::
+
+  python -m spt_tf.apps pose-transfer --model runs/demo/export \\
+      --image a.png --parsing a_parsing.png --keypoints_csv annotation-test.csv \\
+      --target_image b.png --out out/pose
+  python -m spt_tf.apps texture-transfer --workdir runs/demo/train \\
+      --image a.png --parsing pa.png --target_image b.png --target_parsing pb.png \\
+      --keypoints_csv annotation-test.csv --out out/texture
+  python -m spt_tf.apps edit --model runs/demo/export --image a.png --parsing pa.png \\
+      --openpose_json a_keypoints.json --sleeves none --out out/edit
+
+Exit status 0 on success; 2 with a one-line ``error: ...`` on bad input
+(unreadable files, no person / missing torso joints, size mismatches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from absl import app, logging
+from absl.flags import argparse_flags
+
+COMMANDS = ("pose-transfer", "texture-transfer", "edit")
+
+
+def _add_model(p):
+    g = p.add_argument_group("model (one of)")
+    g.add_argument("--model", help="SavedModel version directory, or a base directory of versions (newest used)")
+    g.add_argument("--workdir", help="training workdir (latest joint / appearance checkpoint; P for --detect)")
+    g.add_argument("--config", help="config of the workdir's run: file.py[:ARG] or .json (default WORKDIR/config.json)")
+
+
+def _add_person(p, prefix: str, who: str, parsing: bool):
+    dash = f"--{prefix}"
+    p.add_argument(f"{dash}image", required=(prefix == ""), help=f"{who}: photo (any size)")
+    if parsing:
+        p.add_argument(f"{dash}parsing", help=f"{who}: SPT-10 label map (.png / .npy, the photo's size)")
+        p.add_argument(f"{dash}lip_parsing", help=f"{who}: LIP-20 label PNG from a human parser (converted)")
+    p.add_argument(f"{dash}name", help=f"{who}: row name in the annotation CSV (default: the photo's file name)")
+    p.add_argument(f"{dash}openpose_json", help=f"{who}: OpenPose JSON (COCO-18 or BODY_25)")
+    p.add_argument(f"{dash}person", type=int, help=f"{who}: which person of a multi-person OpenPose JSON")
+
+
+def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argparse.ArgumentParser:
+    """The CLI parser (``parser_class=argparse.ArgumentParser`` in tests: no absl flags)."""
+    parser = parser_class(prog="python -m spt_tf.apps", description=__doc__.split("\n\n")[0], **kwargs)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    common = argparse.ArgumentParser(add_help=False)
+    _add_model(common)
+    kp = common.add_argument_group("keypoints")
+    kp.add_argument("--keypoints_csv", help="annotation CSV name:keypoints_y:keypoints_x (rows by --name)")
+    kp.add_argument("--detect", action="store_true", help="detect keypoints with P where no JSON/CSV row is given")
+    kp.add_argument("--detect_threshold", type=float, default=0.1, help="P heatmap peaks below this are missing")
+    kp.add_argument("--openpose_threshold", type=float, default=0.05,
+                    help="OpenPose joints with confidence <= this are missing")  # fmt: skip
+    common.add_argument("--out", required=True, help="output folder")
+
+    pt = sub.add_parser("pose-transfer", parents=[common], help="re-pose a person into a target pose")
+    _add_person(pt, "", "source", parsing=True)
+    _add_person(pt, "target_", "target pose", parsing=False)
+    pt.add_argument("--target_keypoints_csv", help="annotation CSV of the target (default --keypoints_csv)")
+
+    tt = sub.add_parser("texture-transfer", parents=[common],
+                        help="A's appearance on B's layout, and the reverse (paper Fig. 8)")  # fmt: skip
+    _add_person(tt, "", "person A (appearance)", parsing=True)
+    _add_person(tt, "target_", "person B (layout)", parsing=True)
+    tt.add_argument("--target_keypoints_csv", help="annotation CSV of B (default --keypoints_csv)")
+
+    ed = sub.add_parser("edit", parents=[common], help="render a person with an edited parsing map (paper Fig. 9)")
+    _add_person(ed, "", "person", parsing=True)
+    ed.add_argument("--sleeves", choices=("none", "short", "long"), help="set the sleeve length")
+    ed.add_argument("--lower", choices=("pants", "skirt"), help="turn pants into a skirt or a skirt into pants")
+    ed.add_argument("--labels", help="a user-painted label PNG (grey labels 0..9 or palette colours)")
+    return parser
+
+
+def _source(args, prefix: str):
+    from spt_tf.apps import commands
+
+    get = lambda k: getattr(args, prefix + k, None)  # noqa: E731
+    image = get("image")
+    csv = (getattr(args, "target_keypoints_csv", None) if prefix else None) or args.keypoints_csv
+    return commands.KeypointSource(
+        openpose_json=get("openpose_json"), person=get("person"), csv=csv,
+        name=get("name") or (os.path.basename(image) if image else None), detect=args.detect,
+        openpose_threshold=args.openpose_threshold, detect_threshold=args.detect_threshold,
+    )  # fmt: skip
+
+
+def run(args) -> dict:
+    """Runs a parsed command; returns the command's result dict."""
+    from spt_tf.apps import backend as backend_lib
+    from spt_tf.apps import commands
+
+    if bool(args.model) == bool(args.workdir):
+        raise backend_lib.ModelError("give exactly one of --model (SavedModel) and --workdir (checkpoints)")
+    # Inputs are read before the (slow) model load so that bad files fail at once; only the
+    # pose detector needs the model first.
+    be = backend_lib.load(args.model, args.workdir, args.config) if args.detect else None
+    source = commands.load_person(args.image, _source(args, ""), args.parsing, args.lip_parsing, backend=be)
+    if args.command == "edit":
+        edited = commands.edit_parsing(source, args.sleeves, args.lower, args.labels, args.image)
+        be = be or backend_lib.load(args.model, args.workdir, args.config)
+        return commands.edit(be, source, args.out, args.sleeves, args.lower, args.labels, edited_parsing=edited)
+    if args.command == "texture-transfer":
+        if not args.target_image:
+            raise backend_lib.ModelError("texture-transfer: --target_image (person B) is required")
+        b = commands.load_person(args.target_image, _source(args, "target_"), args.target_parsing,
+                                 args.target_lip_parsing, backend=be, role="person B")  # fmt: skip
+        be = be or backend_lib.load(args.model, args.workdir, args.config)
+        return commands.texture_transfer(be, source, b, args.out)
+    # pose-transfer: the target pose from a JSON, a CSV row, or P on the target image.
+    tsrc = _source(args, "target_")
+    if not (tsrc.openpose_json or (tsrc.csv and tsrc.name) or (tsrc.detect and args.target_image)):
+        raise commands.kp_lib.KeypointError(
+            "pose-transfer: no target pose: give --target_openpose_json, or --target_name / --target_image with "
+            "--keypoints_csv, or --target_image with --detect"
+        )
+    target_image = None
+    if args.target_image:
+        target_image = commands.formats.read_image(args.target_image)
+    # Without a target photo, the target keypoints are in the source photo's pixels.
+    frame = target_image if target_image is not None else source.image
+    label = args.target_image or tsrc.describe()
+    tgt = commands.read_keypoints(tsrc, frame, f"target pose {os.path.basename(label)}", be)
+    be = be or backend_lib.load(args.model, args.workdir, args.config)
+    return commands.pose_transfer(be, source, tgt, args.out, target_image=target_image,
+                                  target_shape=frame.shape[:2], target_label=os.path.basename(label))  # fmt: skip
+
+
+def _errors():
+    from spt_tf.apps import backend, keypoints, parsing
+    from spt_tf.data import formats
+
+    return (formats.FormatError, keypoints.KeypointError, parsing.EditError, backend.ModelError)
+
+
+def main(args) -> None:
+    try:
+        result = run(args)
+    except _errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for name, path in result["paths"].items():
+        print(f"{name}: {path}")
+    logging.info("done")
+
+
+def _parse(argv):
+    return build_parser().parse_args(argv[1:])
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse)
