@@ -13,7 +13,7 @@ from spt_tf.training import loop
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/spt.py:synthetic", "Config file (and argument).",
                                           lock_config=True)
 flags.DEFINE_string("workdir", None, "Output directory (checkpoints, TensorBoard, resolved config).")
-flags.DEFINE_enum("stage", "all", list(loop.STAGES) + ["all"], "Stage of Algorithm 1 to run.")
+flags.DEFINE_enum("stage", "all", list(loop.ALL_STAGES) + ["all"], "Stage of Algorithm 1 to run.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 

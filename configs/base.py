@@ -52,6 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
     d.cache = False
     # Shuffle buffer (examples).
     d.shuffle_buffer = 512
+    # XLA-compile the geometry in the input pipeline (~10x faster; compiles once per process).
+    d.xla_geometry = True
     # Deterministic order and maps (tests, reproducible runs).
     d.deterministic = False
 
@@ -112,6 +114,11 @@ def get_config() -> ml_collections.ConfigDict:
     t.semantic_steps = 5000
     t.appearance_steps = 10000
     t.joint_steps = 10000
+    # Progressive 256 generator only: local enhancer fading in alone, then everything.
+    t.progressive_local_steps = 10000
+    t.progressive_all_steps = 10000
+    # Steps over which the local enhancer's alpha ramps from 0 to 1.
+    t.fade_steps = 5000
     # Adam.
     t.learning_rate = 2e-4
     t.beta_1 = 0.5

@@ -12,6 +12,8 @@ DATASETS = ("synthetic", "market", "deepfashion", "testing")
 
 def get_config(arg: str = "synthetic"):
     parts = [p.strip() for p in (arg or "synthetic").split(",") if p.strip()]
+    if not parts or len(parts) > 2:
+        raise ValueError(f"config argument must be DATASET[,ABLATION], got {arg!r}")
     dataset = parts[0]
     ablation = parts[1] if len(parts) > 1 else "e2e"
     if dataset not in DATASETS:

@@ -12,6 +12,7 @@ def get_config():
     c.data.mask_radius = 1.5
     c.data.shuffle_buffer = 16
     c.data.deterministic = True
+    c.data.xla_geometry = False  # compile time dominates at test sizes
     c.model.width_multiplier = 0.125
     c.model.dropout = 0.0
     c.model.deformable_levels = 2
@@ -26,6 +27,9 @@ def get_config():
     c.train.semantic_steps = 2
     c.train.appearance_steps = 2
     c.train.joint_steps = 2
+    c.train.progressive_local_steps = 2
+    c.train.progressive_all_steps = 2
+    c.train.fade_steps = 2
     c.train.checkpoint_every = 1
     c.train.log_every = 1
     c.train.image_every = 1

@@ -72,7 +72,9 @@ def run(workdir: str) -> dict:
     pp = os.path.join(data_dir, config.data.pseudo_pairs)
     if not os.path.exists(pp):
         logging.info("pseudo-label search -> %s", pp)
-        pseudo_pairs.run_from_config(config, pp)
+        ids = os.path.join(data_dir, config.data.identities)
+        pseudo_pairs.main(["--data_dir", data_dir, "--identities", ids, "--out", pp,
+                           "--height", str(config.data.height), "--width", str(config.data.width)])  # fmt: skip
     summary["pseudo_pairs"] = pp
 
     from spt_tf.training import loop

@@ -120,3 +120,12 @@ def test_lip_conversion_in_graph_matches_numpy():
     kp[13] = [0, 5]
     got = pipeline.lip_to_spt_tf(tf.constant(lip), tf.constant(kp), tf.constant(labels._table(None)))
     np.testing.assert_array_equal(got.numpy(), labels.lip_to_spt(lip, kp))
+
+
+def test_xla_geometry_in_pipeline_matches_graph_mode(tiny_config):
+    tiny_config.data.xla_geometry = True
+    a = next(iter(pipeline.train_dataset(tiny_config)))
+    tiny_config.data.xla_geometry = False
+    b = next(iter(pipeline.train_dataset(tiny_config)))
+    for k in ("source_pose", "target_mask", "transforms", "part_masks"):
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=1e-4, rtol=1e-4)

@@ -138,8 +138,8 @@ def next_version(export_dir: str) -> int:
 
 
 def latest_generator_checkpoint(workdir: str) -> str:
-    """The newest checkpoint holding trained H_S and H_A: joint, else appearance."""
-    for stage in ("joint", "appearance"):
+    """The newest checkpoint holding trained H_S and H_A (latest stage of Algorithm 1)."""
+    for stage in ("progressive_all", "progressive_local", "joint", "appearance"):
         path = tf.train.latest_checkpoint(os.path.join(workdir, stage))
         if path:
             return path

@@ -31,6 +31,10 @@ from spt_tf.training import stages as stages_lib
 from spt_tf.training import strategy as strategy_lib
 
 STAGES = ("pose_detector", "semantic", "appearance", "joint")
+# With model.progressive (DeepFashion 256): appearance and joint train the global
+# generator (alpha 0), then the local enhancer fades in alone, then everything.
+PROGRESSIVE_STAGES = ("progressive_local", "progressive_all")
+ALL_STAGES = STAGES + PROGRESSIVE_STAGES
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,12 +48,14 @@ class Interrupted(Exception):
 def stages_for(config, stage: str) -> tuple[str, ...]:
     """The stages `--stage` runs, given the ablation (`train.ablation`)."""
     if stage != "all":
-        if stage not in STAGES:
-            raise ValueError(f"--stage must be one of {STAGES + ('all',)}, got {stage!r}")
+        if stage not in ALL_STAGES:
+            raise ValueError(f"--stage must be one of {ALL_STAGES + ('all',)}, got {stage!r}")
+        if stage in PROGRESSIVE_STAGES and not config.model.progressive:
+            raise ValueError(f"stage {stage} needs model.progressive=True")
         return (stage,)
     ablation = config.train.ablation
     if ablation == "e2e":
-        return STAGES
+        return STAGES + (PROGRESSIVE_STAGES if config.model.progressive else ())
     if ablation in ("ts_pred", "ts_gt"):
         return ("pose_detector", "semantic", "appearance")
     if ablation == "baseline":
@@ -112,7 +118,27 @@ _INIT_FROM = {
     "semantic": {},
     "appearance": {"pose_detector": ("pose_detector",), "semantic": ("hs", "ds")},
     "joint": {"pose_detector": ("pose_detector",), "appearance": ("hs", "ds", "ha", "da", "dface")},
+    "progressive_local": {"pose_detector": ("pose_detector",), "joint": ("hs", "ds", "ha", "da", "dface")},
+    "progressive_all": {"pose_detector": ("pose_detector",),
+                        "progressive_local": ("hs", "ds", "ha", "da", "dface")},
 }
+# The stage a stage cannot start without.
+_REQUIRED = {"joint": "appearance", "progressive_local": "joint", "progressive_all": "progressive_local"}
+
+
+def _phase(config, stage) -> str:
+    if not config.model.progressive:
+        return "all"
+    return {"progressive_local": "local", "progressive_all": "all"}.get(stage, "global")
+
+
+def _alpha(config, stage, step) -> float:
+    """Fade-in of the local enhancer: 0 before, ramps over train.fade_steps, then 1."""
+    if stage in ("appearance", "joint"):
+        return 0.0
+    if stage == "progressive_local":
+        return min(1.0, step / max(1, int(config.train.fade_steps)))
+    return 1.0
 
 
 def _optimizer(config, precision):
@@ -139,7 +165,7 @@ def _stage_model(stage, nets: Networks, config, global_batch, xla):
     target = {"ts_gt": "ground_truth", "baseline": "none"}.get(ablation, "predicted")
     return stages_lib.AppearanceStage(
         nets.hs, nets.ha, nets.da, nets.dface, nets.pose_detector, nets.vgg, config, global_batch, xla,
-        train_hs=(stage == "joint"), target_source=target,
+        train_hs=(stage != "appearance"), target_source=target, phase=_phase(config, stage),
     )  # fmt: skip
 
 
@@ -161,10 +187,10 @@ def _init_from_previous(stage, nets: Networks, workdir):
         ckpt_dir = os.path.join(workdir, prev)
         path = tf.train.latest_checkpoint(ckpt_dir)
         if path is None:
-            if stage == "joint" and prev == "appearance":
+            if _REQUIRED.get(stage) == prev:
                 raise FileNotFoundError(
-                    f"stage 'joint' starts from the appearance stage, but {ckpt_dir} has no "
-                    "checkpoint: run --stage appearance first (or --stage all)"
+                    f"stage {stage!r} starts from the {prev} stage, but {ckpt_dir} has no "
+                    f"checkpoint: run --stage {prev} first (or --stage all)"
                 )
             logging.warning(
                 "stage %s: no checkpoint of stage %s in %s; %s start from scratch%s",
@@ -279,7 +305,10 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     status = "done"
     with _SignalFlag() as flag, tqdm(total=total, initial=start, desc=stage, disable=not chief,
                                       dynamic_ncols=True, mininterval=2.0) as bar:  # fmt: skip
+        progressive = bool(config.model.progressive) and stage not in ("pose_detector", "semantic")
         while int(step.numpy()) < total:
+            if progressive:
+                nets.ha.set_alpha(_alpha(config, stage, int(step.numpy())))
             values = _to_float(dist_step(iterator))
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
@@ -301,7 +330,9 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
                     tf.summary.scalar("train/learning_rate", float(np.asarray(model.g_optimizer.learning_rate.numpy())))
                     tf.summary.scalar("train/examples_per_second", n_log * global_batch / max(dt, 1e-9))
                 t_log, n_log = time.time(), 0
-            if writer is not None and stage in ("appearance", "joint") and (s % image_every == 0 or s == total):
+            if writer is not None and stage not in ("pose_detector", "semantic") and (
+                s % image_every == 0 or s == total
+            ):
                 _write_images(model, config, writer, s)
             if s % ckpt_every == 0 or s == total or flag.received:
                 _save(manager, nets, stage, s)
@@ -355,7 +386,7 @@ def _write_images(model, config, writer, step):
 
 def _write_validation(model, stage, config, writer, step):
     """End-of-stage validation on a few test pairs (L1 and parsing accuracy)."""
-    if stage not in ("semantic", "appearance", "joint"):
+    if stage == "pose_detector":
         return
     batch = _test_batch(config, int(config.eval.batch_size))
     if batch is None:

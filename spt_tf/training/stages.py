@@ -195,9 +195,13 @@ class AppearanceStage(StageModel):
 
     def __init__(
         self, hs, ha, da, dface, pose_detector, vgg, config, global_batch_size, xla=False,
-        train_hs=False, target_source="predicted", **kwargs,
+        train_hs=False, target_source="predicted", phase="all", **kwargs,
     ):  # fmt: skip
         super().__init__(global_batch_size, xla, **kwargs)
+        # Progressive H_A (SPT.md section 5): "global", "local" or "all" variables.
+        self.phase = phase
+        if phase != "all" and not hasattr(ha, "variables_for_phase"):
+            raise ValueError(f"phase {phase!r} needs the progressive generator (model.progressive=True)")
         self.hs, self.ha, self.da, self.dface = hs, ha, da, dface
         self.pose_detector, self.vgg = pose_detector, vgg
         self.train_hs = bool(train_hs)
@@ -218,7 +222,10 @@ class AppearanceStage(StageModel):
         self.height, self.width = int(c.data.height), int(c.data.width)
 
     def g_variables(self):
-        v = list(self.ha.trainable_variables)
+        if hasattr(self.ha, "variables_for_phase"):
+            v = list(self.ha.variables_for_phase(self.phase))
+        else:
+            v = list(self.ha.trainable_variables)
         if self.train_hs:
             v += self.hs.trainable_variables
         return v
