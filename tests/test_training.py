@@ -223,3 +223,19 @@ def test_progressive_phases_train_the_right_variables(trained, tmp_path):
             break
     else:
         raise AssertionError("the 'all' phase must update the global generator too")
+
+
+def test_checkpoints_hold_every_weight_and_restore_exactly(trained):
+    config = trained["config"]
+    path = tf.train.latest_checkpoint(os.path.join(trained["workdir"], "joint"))
+    keys = set(tf.train.load_checkpoint(path).get_variable_to_shape_map())
+    nets = loop.Networks(config)
+    for name, model in nets.models().items():
+        saved = [k for k in keys if k.startswith(f"{name}/")]
+        assert len(saved) == len(model.weights), (name, len(saved), len(model.weights))
+    loop.restore_networks(nets, path, tuple(nets.models()))
+    reader = tf.train.load_checkpoint(path)
+    for name, model in nets.models().items():
+        for key, var in loop.variables_by_path(model).items():
+            ckpt_key = f"{name}/{key.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
+            np.testing.assert_array_equal(var.numpy(), reader.get_tensor(ckpt_key))

@@ -192,9 +192,13 @@ def _build_generators(config):
     return hs, ha
 
 
-def _restore(path, what, **trackables):
+def _restore(path, what, **networks):
+    # Checkpoints key each network's variables by path (training.loop.variables_by_path):
+    # Keras 3 layers kept in lists are not children of a model in TF's object graph.
+    from spt_tf.training.loop import variables_by_path
+
     try:
-        status = tf.train.Checkpoint(**trackables).restore(path)
+        status = tf.train.Checkpoint(**{k: variables_by_path(m) for k, m in networks.items()}).restore(path)
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:

@@ -297,7 +297,11 @@ class CheckpointGenerator:
     def __init__(self, config, workdir: str | None, checkpoint: str | None = None):
         path = checkpoint or export_module.latest_generator_checkpoint(workdir)
         hs, ha, pd = _build_generators_and_detector(config)
-        root = tf.train.Checkpoint(hs=hs, ha=ha, pose_detector=pd)
+        from spt_tf.training.loop import variables_by_path
+
+        # Path-keyed variable maps, as training writes them (every weight, lists included).
+        root = tf.train.Checkpoint(hs=variables_by_path(hs), ha=variables_by_path(ha),
+                                   pose_detector=variables_by_path(pd))  # fmt: skip
         _check_reachable(root, {"H_S": hs, "H_A": ha, "pose detector P": pd})
         status = root.restore(path)
         status.expect_partial()

@@ -186,8 +186,6 @@ def export(config, workdir: str | None, export_dir: str, checkpoint: str | None 
 
     nets = networks or loop.Networks(config)
     path = checkpoint or latest_generator_checkpoint(workdir)
-    status = tf.train.Checkpoint(hs=nets.hs, ha=nets.ha).restore(path)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
+    loop.restore_networks(nets, path, ("hs", "ha"))
     logging.info("export: restored H_S and H_A from %s", path)
     return save_atomically(SPTExportModule(nets.hs, nets.ha, config), export_dir, version)

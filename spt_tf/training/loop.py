@@ -105,11 +105,49 @@ class Networks:
             self.dface(tf.zeros([1, n, n, 3]))
         self.vgg(img)
 
-    def trackables(self) -> dict:
+    def models(self) -> dict:
+        """The trained networks by checkpoint key (VGG is frozen and not saved)."""
         out = {"pose_detector": self.pose_detector, "hs": self.hs, "ha": self.ha, "ds": self.ds, "da": self.da}
         if self.dface is not None:
             out["dface"] = self.dface
         return out
+
+    def trackables(self, names=None) -> dict:
+        """Checkpoint children: each network's variables keyed by their path.
+
+        Keras 3 layers held in Python lists are not children in TF's object
+        graph, so checkpointing a model object would silently skip them; a
+        path-keyed variable map saves every weight (non-trainable ones too).
+        """
+        return {k: variables_by_path(m) for k, m in self.models().items() if names is None or k in names}
+
+
+def variables_by_path(model) -> dict:
+    """{variable path relative to the model: variable} for every weight of `model`.
+
+    Raises:
+      ValueError: two weights share a path (the checkpoint would be ambiguous).
+    """
+    prefix = model.name + "/"
+    out = {}
+    for v in model.weights:
+        key = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
+        if key in out:
+            raise ValueError(f"{model.name}: two weights share the path {key!r}")
+        out[key] = v
+    return out
+
+
+def restore_networks(nets: "Networks", path: str, names) -> None:
+    """Restores the networks `names` from a training checkpoint; every weight must match.
+
+    Raises:
+      AssertionError: a weight of those networks is missing from the checkpoint
+        (`assert_existing_objects_matched` over the path-keyed variable maps).
+    """
+    status = tf.train.Checkpoint(**nets.trackables(names)).restore(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
 
 
 # Which networks a stage initialises from which earlier stage's checkpoint.
@@ -198,11 +236,9 @@ def _init_from_previous(stage, nets: Networks, workdir):
                 " (the pose loss then uses an untrained detector)" if prev == "pose_detector" else "",
             )  # fmt: skip
             continue
-        tr = {k: v for k, v in nets.trackables().items() if k in names}
-        status = tf.train.Checkpoint(**tr).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-        logging.info("stage %s: %s initialised from %s", stage, ", ".join(tr), path)
+        names = [n for n in names if n in nets.models()]
+        restore_networks(nets, path, names)
+        logging.info("stage %s: %s initialised from %s", stage, ", ".join(names), path)
 
 
 def image_grid(batch, out: dict, num: int = 4) -> tf.Tensor:
@@ -420,4 +456,4 @@ def run(config, workdir: str, stage: str = "all") -> list[dict]:
 
 
 def has_finite_weights(nets: Networks) -> bool:
-    return all(np.isfinite(v.numpy()).all() for m in nets.trackables().values() for v in m.weights)
+    return all(np.isfinite(v.numpy()).all() for m in nets.models().values() for v in m.weights)
