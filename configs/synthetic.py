@@ -18,14 +18,15 @@ def get_config():
     c.model.vgg_weights = ""  # no download on the demo machine; logged loudly
     c.loss.lambda_pose = 10.0
     c.loss.lambda_cont = 0.03
-    c.train.batch_size = 16
-    c.train.pose_detector_steps = 300
-    c.train.semantic_steps = 600
-    c.train.appearance_steps = 600
-    c.train.joint_steps = 300
-    c.train.checkpoint_every = 200
-    c.train.log_every = 20
-    c.train.image_every = 200
+    c.model.d_filters = 32
+    c.train.batch_size = 8
+    c.train.pose_detector_steps = 150
+    c.train.semantic_steps = 250
+    c.train.appearance_steps = 250
+    c.train.joint_steps = 100
+    c.train.checkpoint_every = 100
+    c.train.log_every = 10
+    c.train.image_every = 100
     c.eval.batch_size = 32
     c.eval.inception_weights = ""
     return c

@@ -137,10 +137,10 @@ PINNED_PARAMS = {
     "synthetic": {
         "semantic_generator": 2_521_066,
         "appearance_generator": 2_518_323,
-        "semantic_discriminator": 2_791_233,
-        "appearance_discriminator": 2_775_873,
+        "semantic_discriminator": 707_489,
+        "appearance_discriminator": 699_809,
         "pose_detector": 284_834,
-        "face_discriminator": 2_765_633,
+        "face_discriminator": 694_689,
     },
     "market": {
         "semantic_generator": 61_139_850,
