@@ -75,12 +75,30 @@ LIMB_PARTS = (
     (KP["Lelb"], KP["Lwri"], 0.3, 0.5),
 )
 INC_FROM = 0.1
+# LIMB_PARTS as index / factor vectors, so the 8 limbs are gathered at once.
+_LIMB_FROM = tuple(fr for fr, _, _, _ in LIMB_PARTS)
+_LIMB_TO = tuple(to for _, to, _, _ in LIMB_PARTS)
+_LIMB_INC_FIT = tuple(inc for _, _, inc, _ in LIMB_PARTS)
+_LIMB_INC_MASK = tuple(inc for _, _, _, inc in LIMB_PARTS)
 LIMB_HALF_WIDTH = 0.2  # times the body scale st
 HEAD_HALF_SIDE = 0.4  # times the body scale st
+# part_transforms fits every part to _FIT_POINTS points: the head's 5 keypoints
+# and 2 shoulders; the torso's 4 keypoints and the limbs' 4 corners are padded
+# with zero-weight points (weights _CORNER_WEIGHTS).
+_HEAD_FIT = HEAD + (KP["Lsho"], KP["Rsho"])
+_FIT_POINTS = len(_HEAD_FIT)
+_CORNER_WEIGHTS = (1.0,) * 4 + (0.0,) * (_FIT_POINTS - 4)
 # Translation of a transform that samples nothing (part missing / singular).
 OFF_IMAGE = 1.0e5
 
 
+# The public functions are straight-line TF ops (their Python loops and ifs run
+# on Python values only), so AutoGraph has nothing to convert: skipping its
+# source-to-source conversion saves seconds on a process's first trace of them.
+_plain_tf = tf.autograph.experimental.do_not_convert
+
+
+@_plain_tf
 def present(keypoints: tf.Tensor) -> tf.Tensor:
     """[..., 18, 2] -> [..., 18] bool: joint has no -1 coordinate."""
     return tf.reduce_all(tf.not_equal(keypoints, MISSING), axis=-1)
@@ -95,6 +113,7 @@ def _grid(height: int, width: int, image_size: tuple[int, int] | None):
     return yy, xx
 
 
+@_plain_tf
 def pose_heatmaps(
     keypoints: tf.Tensor,
     height: int,
@@ -127,8 +146,8 @@ def pose_heatmaps(
 def _segment_rect(yy, xx, p0, p1, half_width):
     """Pixels inside the rectangle of half width `half_width` around p0->p1.
 
-    yy, xx: [h, w]; p0, p1: [..., 2] (y, x); half_width: [...]. Returns
-    [..., h, w] bool.
+    yy, xx: [h, w]; p0, p1: [..., 2] (y, x); half_width: [...] or broadcasting
+    against it (e.g. [B, 1] for [B, 8] limbs). Returns [..., h, w] bool.
     """
     d = p1 - p0
     length2 = tf.reduce_sum(d * d, axis=-1)
@@ -138,7 +157,10 @@ def _segment_rect(yy, xx, p0, p1, half_width):
     dx = d[..., 1, None, None]
     safe_len2 = tf.maximum(length2, 1e-12)[..., None, None]
     t = (py * dy + px * dx) / safe_len2
-    perp2 = (py * dx - px * dy) ** 2 / safe_len2
+    # c * c, not c ** 2: the square is then exact float32 whatever the layout
+    # (Eigen's vectorised pow may be an ulp off), as the numpy twin in data.pseudo_pairs.
+    cross = py * dx - px * dy
+    perp2 = cross * cross / safe_len2
     hw = half_width[..., None, None]
     inside = (t >= 0.0) & (t <= 1.0) & (perp2 <= hw * hw)
     return inside & (length2[..., None, None] > 0.0)
@@ -154,6 +176,7 @@ def _closing(mask: tf.Tensor, size: int) -> tf.Tensor:
     return x[..., 0]
 
 
+@_plain_tf
 def pose_masks(
     keypoints: tf.Tensor,
     height: int,
@@ -194,33 +217,48 @@ def pose_masks(
     return mask[..., None]
 
 
+@_plain_tf
 def body_scale(keypoints: tf.Tensor, default: float | tf.Tensor = 0.0) -> tf.Tensor:
     """Shoulder-hip distance ``st`` averaged over the sides present; [B].
 
     Returns ``default`` for a pose with neither side (no hip-shoulder pair).
     """
+    keypoints = tf.convert_to_tensor(keypoints, tf.float32)
     vis = present(keypoints)
-    sides = []
-    oks = []
-    for hip, sho in ((KP["Rhip"], KP["Rsho"]), (KP["Lhip"], KP["Lsho"])):
-        d2 = tf.reduce_sum((keypoints[:, hip] - keypoints[:, sho]) ** 2, axis=-1)
-        ok = vis[:, hip] & vis[:, sho]
-        sides.append(tf.where(ok, d2, 0.0))
-        oks.append(tf.cast(ok, tf.float32))
-    n = oks[0] + oks[1]
-    st = tf.sqrt((sides[0] + sides[1]) / tf.maximum(n, 1.0))
+    # Both sides at once: [B, 2] (right, left).
+    hips = tf.constant([KP["Rhip"], KP["Lhip"]], tf.int32)
+    shoulders = tf.constant([KP["Rsho"], KP["Lsho"]], tf.int32)
+    d = tf.gather(keypoints, hips, axis=1) - tf.gather(keypoints, shoulders, axis=1)
+    # d * d, not d ** 2: Eigen's vectorised pow may be an ulp off x * x.
+    d2 = tf.reduce_sum(d * d, -1)
+    ok = tf.gather(vis, hips, axis=1) & tf.gather(vis, shoulders, axis=1)
+    n = tf.reduce_sum(tf.cast(ok, tf.float32), -1)
+    st = tf.sqrt(tf.reduce_sum(tf.where(ok, d2, 0.0), -1) / tf.maximum(n, 1.0))
     return tf.where(n > 0, st, tf.cast(default, tf.float32) * tf.ones_like(st))
 
 
-def _limb_polygon(fr, to, st, inc_to, inc_from=INC_FROM):
-    """4 corners [..., 4, 2] (y, x) of a limb rectangle (pose-gan estimate_polygon)."""
+def _limb_ends(fr, to, inc_to, inc_from=INC_FROM):
+    """Ends (fr2, to2) [..., 2] of a limb's axis, lengthened as pose-gan's estimate_polygon.
+
+    fr, to: [..., 2] (y, x); inc_to: a number or a tensor broadcasting against them.
+    """
     fr2 = fr + (fr - to) * inc_from
     to2 = to + (to - fr2) * inc_to
+    return fr2, to2
+
+
+def _limb_polygon(fr, to, st, inc_to, inc_from=INC_FROM):
+    """4 corners [..., 4, 2] (y, x) of a limb rectangle (pose-gan estimate_polygon).
+
+    fr, to: [..., 2]; st: body scale broadcasting against [...]; inc_to: a number
+    or a tensor broadcasting against [..., 2].
+    """
+    fr2, to2 = _limb_ends(fr, to, inc_to, inc_from)
     d = fr2 - to2
     n = tf.stack([-d[..., 1], d[..., 0]], axis=-1)
     norm = tf.norm(n, axis=-1, keepdims=True)
     n = n / tf.maximum(norm, 1e-6) * (LIMB_HALF_WIDTH * st)[..., None]
-    return tf.stack([fr2 + n, fr2 - n, to2 - n, to2 + n], axis=-2), fr2, to2
+    return tf.stack([fr2 + n, fr2 - n, to2 - n, to2 + n], axis=-2)
 
 
 def _inv3(m):
@@ -260,6 +298,7 @@ def _spans_plane(centred: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     return sx * sy - sxy * sxy > _MIN_SPREAD_RATIO * (sx + sy) ** 2
 
 
+@_plain_tf
 def fit_affine(dst_pts: tf.Tensor, src_pts: tf.Tensor, weights: tf.Tensor):
     """Weighted least-squares affine mapping ``dst_pts`` onto ``src_pts``.
 
@@ -311,6 +350,7 @@ def _off_image(shape_like):
     return tf.stack([ones, zeros, zeros + OFF_IMAGE, zeros, ones, zeros + OFF_IMAGE, zeros, zeros], -1)
 
 
+@_plain_tf
 def part_transforms(source_keypoints: tf.Tensor, target_keypoints: tf.Tensor) -> tf.Tensor:
     """The 10 body-part affine transforms of the deformable skip.
 
@@ -319,6 +359,11 @@ def part_transforms(source_keypoints: tf.Tensor, target_keypoints: tf.Tensor) ->
     A part missing in the target, or a singular fit, gives a transform whose
     samples fall off the image (zeros). A limb missing in the source uses the
     mirrored (L <-> R) source limb.
+
+    All 10 parts are solved as one batch of weighted fits over ``[B, 10, 7, 2]``
+    point sets (torso: 4 keypoints; head: the head keypoints present in both
+    poses and both shoulders; limbs: 4 polygon corners; the rest zero-weight
+    padding), which keeps the graph small enough to trace and XLA-compile fast.
 
     Args:
       source_keypoints, target_keypoints: [B, 18, 2] (y, x), -1 missing.
@@ -330,46 +375,52 @@ def part_transforms(source_keypoints: tf.Tensor, target_keypoints: tf.Tensor) ->
     src = tf.convert_to_tensor(source_keypoints, tf.float32)
     tgt = tf.convert_to_tensor(target_keypoints, tf.float32)
     vs, vt = present(src), present(tgt)
-    st_s, st_t = body_scale(src), body_scale(tgt)
-    out = []
+    st_s, st_t = body_scale(src)[:, None], body_scale(tgt)[:, None]  # [B, 1]
 
-    # Torso: 4 corners, both poses.
-    torso = tf.constant(TORSO, tf.int32)
-    w = tf.cast(tf.reduce_all(tf.gather(vs, torso, axis=1) & tf.gather(vt, torso, axis=1), -1), tf.float32)
-    tr, ok = fit_affine(tf.gather(tgt, torso, axis=1), tf.gather(src, torso, axis=1), w[:, None] * tf.ones([1, 4]))
-    out.append((tr, ok & (w > 0)))
+    # Torso and head: keypoints of both poses, as [B, 2, 7] point sets. Index 0
+    # pads the torso's 4 points to 7; the padding has weight 0.
+    kp_sets = tf.constant([TORSO + (0,) * (_FIT_POINTS - len(TORSO)), _HEAD_FIT], tf.int32)
+    both = tf.gather(vs, kp_sets, axis=1) & tf.gather(vt, kp_sets, axis=1)  # [B, 2, 7]
+    torso_ok = tf.reduce_all(both[:, 0, : len(TORSO)], -1)
+    any_head = tf.reduce_any(both[:, 1, : len(HEAD)], -1)
+    corner_w = tf.constant(_CORNER_WEIGHTS, tf.float32)
+    torso_w = tf.cast(torso_ok, tf.float32)[:, None] * corner_w
+    kp_w = tf.stack([torso_w, tf.cast(both[:, 1], tf.float32)], 1)
 
-    # Head: head keypoints present in both poses, plus both shoulders.
-    head_idx = tf.constant(HEAD + (KP["Lsho"], KP["Rsho"]), tf.int32)
-    both = tf.gather(vs, head_idx, axis=1) & tf.gather(vt, head_idx, axis=1)
-    any_head = tf.reduce_any(both[:, :5], -1)
-    tr, ok = fit_affine(tf.gather(tgt, head_idx, axis=1), tf.gather(src, head_idx, axis=1), both)
-    out.append((tr, ok & any_head))
+    # Limbs: 4 polygon corners each, all 8 at once ([B, 8, ...]); a limb missing
+    # in the source takes the mirrored source limb.
+    fr = tf.constant(_LIMB_FROM, tf.int32)
+    to = tf.constant(_LIMB_TO, tf.int32)
+    mfr = tf.constant([MIRROR[i] for i in _LIMB_FROM], tf.int32)
+    mto = tf.constant([MIRROR[i] for i in _LIMB_TO], tf.int32)
+    inc = tf.constant(_LIMB_INC_FIT, tf.float32)[:, None]  # [8, 1] against [B, 8, 2]
+    t_ok = tf.gather(vt, fr, axis=1) & tf.gather(vt, to, axis=1)
+    s_ok = tf.gather(vs, fr, axis=1) & tf.gather(vs, to, axis=1)
+    m_ok = tf.gather(vs, mfr, axis=1) & tf.gather(vs, mto, axis=1)
+    poly_t = _limb_polygon(tf.gather(tgt, fr, axis=1), tf.gather(tgt, to, axis=1), st_t, inc)
+    s_fr = tf.where(s_ok[..., None], tf.gather(src, fr, axis=1), tf.gather(src, mfr, axis=1))
+    s_to = tf.where(s_ok[..., None], tf.gather(src, to, axis=1), tf.gather(src, mto, axis=1))
+    poly_s = _limb_polygon(s_fr, s_to, st_s, inc)
+    limb_ok = t_ok & (s_ok | m_ok) & (st_s > 0) & (st_t > 0)
+    pad = [[0, 0], [0, 0], [0, _FIT_POINTS - 4], [0, 0]]
+    limb_w = tf.zeros_like(t_ok, tf.float32)[..., None] + corner_w  # [B, 8, 7]
 
-    # Limbs.
-    for fr, to, inc, _ in LIMB_PARTS:
-        mfr, mto = MIRROR[fr], MIRROR[to]
-        t_ok = vt[:, fr] & vt[:, to]
-        s_ok = vs[:, fr] & vs[:, to]
-        m_ok = vs[:, mfr] & vs[:, mto]
-        poly_t, _, _ = _limb_polygon(tgt[:, fr], tgt[:, to], st_t, inc)
-        s_fr = tf.where(s_ok[:, None], src[:, fr], src[:, mfr])
-        s_to = tf.where(s_ok[:, None], src[:, to], src[:, mto])
-        poly_s, _, _ = _limb_polygon(s_fr, s_to, st_s, inc)
-        tr, ok = fit_affine(poly_t, poly_s, tf.ones_like(poly_t[..., 0]))
-        out.append((tr, ok & t_ok & (s_ok | m_ok) & (st_s > 0) & (st_t > 0)))
-
-    trs = tf.stack([t for t, _ in out], 1)
-    oks = tf.stack([o for _, o in out], 1)
-    return tf.where(oks[..., None], trs, _off_image(trs[..., 0]))
+    dst = tf.concat([tf.gather(tgt, kp_sets, axis=1), tf.pad(poly_t, pad)], 1)  # [B, 10, 7, 2]
+    srcp = tf.concat([tf.gather(src, kp_sets, axis=1), tf.pad(poly_s, pad)], 1)
+    weights = tf.concat([kp_w, limb_w], 1)  # [B, 10, 7]
+    trs, ok = fit_affine(dst, srcp, weights)
+    part_ok = tf.concat([torso_ok[:, None], any_head[:, None], limb_ok], 1)  # [B, 10]
+    return tf.where((ok & part_ok)[..., None], trs, _off_image(trs[..., 0]))
 
 
+@_plain_tf
 def scale_transforms(transforms: tf.Tensor, scale: float) -> tf.Tensor:
     """Transforms in image pixels -> a map scaled by ``scale`` (e.g. 1/4)."""
     s = tf.constant([1, 1, scale, 1, 1, scale, 1, 1], tf.float32)
     return transforms * s
 
 
+@_plain_tf
 def part_masks(
     keypoints: tf.Tensor,
     height: int,
@@ -395,8 +446,6 @@ def part_masks(
     yy, xx = _grid(height, width, image_size)
     vis = present(kp)
     st = body_scale(kp)
-    b = tf.shape(kp)[0]
-    masks = [tf.ones([b, height, width], tf.float32)]
     head = tf.constant(HEAD, tf.int32)
     hv = tf.cast(tf.gather(vis, head, axis=1), tf.float32)
     hk = tf.gather(kp, head, axis=1)
@@ -406,15 +455,20 @@ def part_masks(
     in_head = (tf.abs(yy[None] - center[:, 0, None, None]) <= half) & (
         tf.abs(xx[None] - center[:, 1, None, None]) <= half
     )
-    masks.append(tf.cast(in_head & (n > 0)[:, None, None], tf.float32))
-    for fr, to, _, inc in LIMB_PARTS:
-        ok = vis[:, fr] & vis[:, to] & (st > 0)
-        _, p0, p1 = _limb_polygon(kp[:, fr], kp[:, to], st, inc)
-        rect = _segment_rect(yy, xx, p0, p1, LIMB_HALF_WIDTH * st)
-        masks.append(tf.cast(rect & ok[:, None, None], tf.float32))
-    return tf.stack(masks, 1)
+    head_mask = tf.cast(in_head & (n > 0)[:, None, None], tf.float32)
+    # The 8 limb rectangles at once: [B, 8, h, w].
+    fr = tf.constant(_LIMB_FROM, tf.int32)
+    to = tf.constant(_LIMB_TO, tf.int32)
+    inc = tf.constant(_LIMB_INC_MASK, tf.float32)[:, None]  # [8, 1] against [B, 8, 2]
+    ok = tf.gather(vis, fr, axis=1) & tf.gather(vis, to, axis=1) & (st > 0)[:, None]
+    p0, p1 = _limb_ends(tf.gather(kp, fr, axis=1), tf.gather(kp, to, axis=1), inc)
+    rect = _segment_rect(yy, xx, p0, p1, LIMB_HALF_WIDTH * st[:, None])
+    limbs = tf.cast(rect & ok[..., None, None], tf.float32)
+    torso = tf.ones_like(head_mask)  # pose-gan: the torso mask is all ones
+    return tf.concat([torso[:, None], head_mask[:, None], limbs], 1)
 
 
+@_plain_tf
 def face_boxes(keypoints: tf.Tensor):
     """Face crop boxes: centre = mean of visible nose/eyes/ears, half side 0.4 st.
 
@@ -431,6 +485,7 @@ def face_boxes(keypoints: tf.Tensor):
     return center, HEAD_HALF_SIDE * st, (n > 0) & (st > 0)
 
 
+@_plain_tf
 def sample_bilinear(features: tf.Tensor, sy: tf.Tensor, sx: tf.Tensor) -> tf.Tensor:
     """Bilinear samples of ``features`` at (sy, sx), zero outside; by gathers.
 
@@ -472,6 +527,7 @@ def _apply(transforms, yy, xx):
     return sy, sx
 
 
+@_plain_tf
 def warp(features: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
     """Bilinear warp with zero fill (XLA-safe, differentiable).
 
@@ -492,6 +548,7 @@ def warp(features: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
     return sample_bilinear(features, sy, sx)
 
 
+@_plain_tf
 def crop_faces(images: tf.Tensor, keypoints: tf.Tensor, size: int) -> tf.Tensor:
     """Face crops by a fixed spatial transformer (bilinear, zero fill; XLA-safe).
 
@@ -514,11 +571,13 @@ def crop_faces(images: tf.Tensor, keypoints: tf.Tensor, size: int) -> tf.Tensor:
     return sample_bilinear(images, sy, sx)
 
 
+@_plain_tf
 def one_hot_parsing(parsing: tf.Tensor, num_labels: int = 10) -> tf.Tensor:
     """[B, H, W] integer labels -> [B, H, W, L] float32 one-hot."""
     return tf.one_hot(tf.cast(parsing, tf.int32), num_labels, dtype=tf.float32)
 
 
+@_plain_tf
 def pose_conditioning(
     keypoints: tf.Tensor,
     height: int,
@@ -533,6 +592,7 @@ def pose_conditioning(
     )
 
 
+@_plain_tf
 def pair_conditioning(
     source_keypoints: tf.Tensor,
     target_keypoints: tf.Tensor,
