@@ -6,7 +6,9 @@
 For each generator (H_S, H_A, at 256 also the progressive H_A of DeepFashion,
 and each H_A again with its deformable skips removed: same convolutions) at each size and batch, with XLA off (``tf.function``) and on
 (``jit_compile=True``): the median forward time of ``--repeats`` runs after one
-warm-up, plus the XLA compile time. FLOPs are those of the convolutions and
+warm-up (wall clock, and CPU seconds of this process over all its threads:
+on a shared machine the CPU figure is the steadier one), plus the first-call
+time (tracing, XLA compile). FLOPs are those of the convolutions and
 matmuls (2 x MACs), counted by the TF profiler on the frozen forward graph at
 batch 1, times the batch. Runs of H_A with and without warps are interleaved,
 so their ratio (the deformable skips' share of the forward time) holds on a
@@ -66,21 +68,24 @@ def conv_flops(model, inputs) -> int:
 
 
 def timed(fn, inputs):
-    t0 = time.perf_counter()
+    """(wall seconds, CPU seconds of this process, all threads) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(inputs)
     float(tf.reduce_sum(out[..., :1]))  # wait for the result
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_pair(models: dict, inputs, repeats: int, xla: bool):
-    """Median forward seconds of each model (interleaved runs) and compile/first-call seconds."""
+    """Median wall and CPU seconds per forward of each model (interleaved runs), first-call seconds."""
     fns = {name: tf.function(lambda x, m=m: m(x, training=False), jit_compile=xla) for name, m in models.items()}
-    first = {name: timed(fn, inputs) for name, fn in fns.items()}
+    first = {name: timed(fn, inputs)[0] for name, fn in fns.items()}
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             times[name].append(timed(fn, inputs))
-    return {name: statistics.median(t) for name, t in times.items()}, first
+    wall = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
+    cpu = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
+    return wall, cpu, first
 
 
 def main():
@@ -131,27 +136,31 @@ def main():
                 continue
             x = make_inputs(batch, height, width)
             for xla in xla_modes:
-                med, first = bench_pair(nets, x, args.repeats, xla)
+                med, cpu, first = bench_pair(nets, x, args.repeats, xla)
                 for name in reported:
                     gflop = flops[name] * batch / 1e9
                     nowarp = med.get(name + " no warps")
+                    nowarp_cpu = cpu.get(name + " no warps")
                     row = {
                         "model": name, "size": f"{height}x{width}", "batch": batch, "xla": "on" if xla else "off",
                         "params": nets[name].count_params(), "gflop": gflop, "ms": med[name] * 1e3,
-                        "first_s": first[name], "gflops": gflop / med[name],
+                        "first_s": first[name], "gflops": gflop / med[name], "cpu_s": cpu[name],
+                        "gflops_cpu": gflop / cpu[name],
                         "warp_share": (1 - nowarp / med[name]) if nowarp else None,
+                        "warp_share_cpu": (1 - nowarp_cpu / cpu[name]) if nowarp_cpu else None,
                     }  # fmt: skip
                     rows.append(row)
                     print(row, flush=True)
     print(f"\n# total {time.time() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f}\n")
-    print("| model | size | batch | XLA | params | GFLOP (conv) | forward ms (median) | first call s "
-          "| GFLOP/s | deformable-skip share |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | size | batch | XLA | params | GFLOP (conv) | first call s | forward ms (wall) "
+          "| CPU-s / forward | GFLOP per CPU-s | warp share (wall) | warp share (CPU) |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         share = f"{100 * r['warp_share']:.0f} %" if r["warp_share"] is not None else "–"
+        share_cpu = f"{100 * r['warp_share_cpu']:.0f} %" if r["warp_share_cpu"] is not None else "–"
         print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['xla']} | {r['params'] / 1e6:.1f} M "
-              f"| {r['gflop']:.1f} | {r['ms']:.0f} | {r['first_s']:.1f} | {r['gflops']:.0f} | {share} |")
-
+              f"| {r['gflop']:.1f} | {r['first_s']:.1f} | {r['ms']:.0f} | {r['cpu_s']:.2f} "
+              f"| {r['gflops_cpu']:.0f} | {share} | {share_cpu} |")
 
 if __name__ == "__main__":
     main()

@@ -97,8 +97,11 @@ def build_appearance_generator(config) -> AppearanceGenerator | ProgressiveAppea
     )
 
 
-def build_discriminator(config, in_channels: int, name: str = "patch_discriminator") -> PatchDiscriminator:
-    """PatchGAN with ``model.d_layers`` strided layers of base width ``model.d_filters``."""
+def build_discriminator(config, in_channels: int, name: str | None = None) -> PatchDiscriminator:
+    """PatchGAN with ``model.d_layers`` strided layers of base width ``model.d_filters``.
+
+    ``name`` defaults to a unique "patch_discriminator[_N]".
+    """
     m = config.model
     return PatchDiscriminator(in_channels, num_layers=m.d_layers, filters=m.d_filters, norm=m.norm, name=name)
 

@@ -78,11 +78,6 @@ def _concat_shape(*shapes):
     return first[:-1] + (sum(int(s[-1]) for s in shapes),)
 
 
-def _shape(shape, *tail):
-    """[B, *tail] with the batch size of ``shape``."""
-    return (shape[0], *tail)
-
-
 def _require(inputs, keys, owner: str):
     if not isinstance(inputs, dict):
         raise TypeError(f"{owner} takes a dict of tensors with keys {keys}, got {type(inputs).__name__}")
