@@ -370,11 +370,8 @@ def test_pose_transfer_saved_model_and_workdir(trained, tmp_path):
     assert os.path.isfile(wd["paths"]["figure"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Keras 3.15 does not track layers held in Python lists for tf.train.Checkpoint: the generators' "
-    "down/up blocks (UNetEncoder.blocks, ...) are missing from every checkpoint, so a workdir restore "
-    "and the export get different (random) block weights. Remove this mark once spt_tf.models is fixed."))  # fmt: skip
 def test_workdir_and_saved_model_give_the_same_result(trained):
+    """The workdir backend restores the exported weights: same outputs as the SavedModel."""
     be_wd = _workdir(trained["workdir"])
     be_sm = _saved_model(trained["export"])
     assert be_wd.kind == "checkpoint" and be_wd.size == be_sm.size == (32, 16)
@@ -418,6 +415,11 @@ def test_lip_parsing_through_the_app_and_detection(trained, tmp_path):
         commands.read_keypoints(commands.KeypointSource(detect=True, detect_threshold=1.01), photo, "src", be)
     with pytest.raises(backend.ModelError, match="only a training workdir"):
         _saved_model(trained["export"]).detect_heatmaps(np.zeros((1, 32, 16, 3), np.uint8))
+    # The CLI with P for both people (no CSV, no JSON).
+    res = cli.run(_args("pose-transfer", "--workdir", trained["workdir"], "--detect", "--detect_threshold", "0",
+                        "--image", img_a, "--parsing", par_a, "--target_image", people[2][0],
+                        "--out", str(tmp_path / "detect")))  # fmt: skip
+    assert res["image"].shape == (64, 32, 3) and os.path.isfile(res["paths"]["figure"])
 
 
 def test_texture_transfer_on_photos_of_other_sizes(trained, tmp_path):
@@ -473,6 +475,15 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
     assert res["image"].shape == res["reconstruction"].shape == (64, 32, 3)
     for key in ("output", "reconstruction", "edited_parsing_color", "figure"):
         assert os.path.isfile(res["paths"][key])
+
+    # A painted label map (palette colours): rendered as painted.
+    painted = orig.copy()
+    painted[orig == labels.UPPER] = labels.SKIRT
+    formats.write_image(tmp_path / "painted.png", labels.colorize(painted))
+    res = cli.run(_args("edit", "--model", trained["export"], "--image", img, "--parsing", par, "--keypoints_csv", csv,
+                        "--labels", str(tmp_path / "painted.png"), "--out", str(tmp_path / "painted")))  # fmt: skip
+    np.testing.assert_array_equal(res["edited_parsing"], painted)
+    assert not np.array_equal(res["image"], res["reconstruction"])
 
     # Errors: one line naming the problem, exit status 2.
     bad = tmp_path / "nohips.json"

@@ -25,6 +25,8 @@ from absl import app, logging
 from absl.flags import argparse_flags
 
 COMMANDS = ("pose-transfer", "texture-transfer", "edit")
+DESCRIPTION = ("SPT applications on custom photos: pose transfer, texture transfer, parsing edits. "
+               "Photos of any size; results and a side-by-side figure go to --out.")  # fmt: skip
 
 
 def _add_model(p):
@@ -47,7 +49,7 @@ def _add_person(p, prefix: str, who: str, parsing: bool):
 
 def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argparse.ArgumentParser:
     """The CLI parser (``parser_class=argparse.ArgumentParser`` in tests: no absl flags)."""
-    parser = parser_class(prog="python -m spt_tf.apps", description=__doc__.split("\n\n")[0], **kwargs)
+    parser = parser_class(prog="python -m spt_tf.apps", description=DESCRIPTION, **kwargs)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     common = argparse.ArgumentParser(add_help=False)
     _add_model(common)

@@ -183,9 +183,9 @@ def _write(out_dir: str, images: dict[str, np.ndarray], label_maps: dict[str, np
     return paths
 
 
-def _layout_panel(parsing, keypoints):
-    """The parsing in colour with the skeleton on top."""
-    return figures.draw_skeleton(keypoints, image=figures.parsing_panel(parsing))
+def _layout(caption, parsing, keypoints=None):
+    """A figure panel: the parsing in colour (with the skeleton on top when keypoints are given)."""
+    return caption, figures.parsing_panel(parsing), keypoints
 
 
 # ---------------------------------------------------------------- commands
@@ -223,14 +223,13 @@ def pose_transfer(backend, source: Person, target_keypoints: np.ndarray, out_dir
     image = lb_t.undo_image(out["image"][0])
     parsing = lb_t.undo_labels(out["parsing"][0])
     paths = _write(out_dir, {"output": image}, {"output_parsing": parsing})
-    target_panel = (figures.draw_skeleton(tgt, image=target_image) if target_image is not None
-                    else figures.draw_skeleton(tgt, shape=target_shape))  # fmt: skip
+    target_panel = target_image if target_image is not None else np.zeros(tuple(target_shape) + (3,), np.uint8)
     fig = figures.side_by_side([[
         (f"source {source.label}", source.image),
-        ("source pose", figures.draw_skeleton(source.keypoints, image=source.image)),
-        ("source parsing", _layout_panel(source.parsing, source.keypoints)),
-        (f"target pose {target_label}", target_panel),
-        ("predicted parsing", _layout_panel(parsing, tgt)),
+        ("source pose", source.image, source.keypoints),
+        _layout("source parsing", source.parsing),
+        (f"target pose {target_label}", target_panel, tgt),
+        _layout("predicted parsing", parsing),
         ("output", image),
     ]])  # fmt: skip
     paths["figure"] = os.path.join(out_dir, "figure.png")
@@ -255,10 +254,8 @@ def texture_transfer(backend, a: Person, b: Person, out_dir: str) -> dict:
     a_on_b, b_on_a = lb_b.undo_image(out[0]), lb_a.undo_image(out[1])
     paths = _write(out_dir, {"a_on_b": a_on_b, "b_on_a": b_on_a}, {})
     fig = figures.side_by_side([
-        [(f"A {a.label}", a.image), ("layout of B", _layout_panel(b.parsing, b.keypoints)),
-         ("A on B's layout", a_on_b)],
-        [(f"B {b.label}", b.image), ("layout of A", _layout_panel(a.parsing, a.keypoints)),
-         ("B on A's layout", b_on_a)],
+        [(f"A {a.label}", a.image), _layout("layout of B", b.parsing, b.keypoints), ("A on B's layout", a_on_b)],
+        [(f"B {b.label}", b.image), _layout("layout of A", a.parsing, a.keypoints), ("B on A's layout", b_on_a)],
     ])  # fmt: skip
     paths["figure"] = os.path.join(out_dir, "figure.png")
     formats.write_image(paths["figure"], fig)
@@ -322,8 +319,9 @@ def edit(backend, person: Person, out_dir: str, sleeves: str | None = None, lowe
     what = what or "given map"
     fig = figures.side_by_side([[
         (f"source {person.label}", person.image),
-        ("parsing", _layout_panel(person.parsing, person.keypoints)),
-        (f"edited: {what}", _layout_panel(edited, person.keypoints)),
+        ("pose", person.image, person.keypoints),
+        _layout("parsing", person.parsing),
+        _layout(f"edited: {what}", edited),
         ("reconstruction", recon),
         ("edited output", image),
     ]])  # fmt: skip

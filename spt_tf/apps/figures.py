@@ -25,7 +25,9 @@ LINK_COLOURS = (
     (200, 200, 200), (170, 255, 255), (120, 200, 255), (255, 255, 170), (255, 200, 120),
 )  # fmt: skip
 
-CAPTION_HEIGHT = 18
+# Two caption lines above every panel.
+CAPTION_LINE = 15
+CAPTION_HEIGHT = 2 * CAPTION_LINE + 2
 
 
 def draw_skeleton(keypoints: np.ndarray, shape: tuple[int, int] | None = None, image: np.ndarray | None = None,
@@ -56,7 +58,7 @@ def draw_skeleton(keypoints: np.ndarray, shape: tuple[int, int] | None = None, i
         if ok[a] and ok[b]:
             cv2.line(canvas, pts[a], pts[b], colour, t, lineType=cv2.LINE_AA)
     for i in np.flatnonzero(ok):
-        cv2.circle(canvas, pts[i], t + 1, (255, 255, 255), -1, lineType=cv2.LINE_AA)
+        cv2.circle(canvas, pts[i], t, (255, 255, 255), -1, lineType=cv2.LINE_AA)
     return canvas
 
 
@@ -75,22 +77,36 @@ def _scale_to_height(image: np.ndarray, height: int) -> np.ndarray:
 
 
 def _caption(text: str, width: int) -> np.ndarray:
+    """A white bar with ``text`` centred, wrapped on spaces into at most two lines."""
     bar = np.full((CAPTION_HEIGHT, width, 3), 255, np.uint8)
-    scale = 0.4
-    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    while tw > width - 4 and scale > 0.25:  # shrink long captions to fit the panel
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+
+    def size(t):
+        return cv2.getTextSize(t, font, scale, 1)[0][0]
+
+    lines = [""]
+    for word in text.split(" "):
+        trial = f"{lines[-1]} {word}".strip()
+        if lines[-1] and size(trial) > width - 4 and len(lines) < 2:
+            lines.append(word)
+        else:
+            lines[-1] = trial
+    while max(size(t) for t in lines) > width - 4 and scale > 0.25:  # a long word: shrink to fit
         scale -= 0.05
-        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.putText(bar, text, (max(2, (width - tw) // 2), CAPTION_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    top = (2 - len(lines)) * CAPTION_LINE // 2
+    for i, t in enumerate(lines):
+        cv2.putText(bar, t, (max(2, (width - size(t)) // 2), top + (i + 1) * CAPTION_LINE - 3), font, scale,
+                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
     return bar
 
 
-def side_by_side(rows: list[list[tuple[str, np.ndarray]]], height: int = 192, gap: int = 4) -> np.ndarray:
+def side_by_side(rows: list[list[tuple]], height: int = 192, gap: int = 4) -> np.ndarray:
     """Joins captioned panels into a figure.
 
     Args:
-      rows: rows of ``(caption, uint8 [h, w, 3] panel)``.
+      rows: rows of ``(caption, uint8 [h, w, 3] panel)`` or ``(caption, panel,
+        keypoints)``: ``[18, 2]`` ``(y, x)`` in the panel's pixels, drawn as a
+        skeleton after scaling (thin lines on small photos).
       height: every panel is scaled to this height (aspect ratio kept).
       gap: white pixels between panels and rows.
 
@@ -102,11 +118,15 @@ def side_by_side(rows: list[list[tuple[str, np.ndarray]]], height: int = 192, ga
     built = []
     for row in rows:
         cols = []
-        for caption, panel in row:
+        for caption, panel, *kp in row:
             panel = np.asarray(panel)
             if panel.ndim != 3 or panel.shape[2] != 3 or panel.dtype != np.uint8:
                 raise ValueError(f"panel {caption!r} must be uint8 [H, W, 3], got {panel.dtype} {panel.shape}")
             p = _scale_to_height(panel, height)
+            if kp and kp[0] is not None:
+                k = np.asarray(kp[0], np.float64)
+                scale = [p.shape[0] / panel.shape[0], p.shape[1] / panel.shape[1]]
+                p = draw_skeleton(np.where(k == kp_lib.MISSING, kp_lib.MISSING, (k + 0.5) * scale - 0.5), image=p)
             cols.append(np.concatenate([_caption(caption, p.shape[1]), p], axis=0))
             cols.append(np.full((height + CAPTION_HEIGHT, gap, 3), 255, np.uint8))
         built.append(np.concatenate(cols[:-1], axis=1))
