@@ -9,24 +9,42 @@ samples_NN.png; OUT_DIR defaults to WORKDIR/eval. Inception weights come from
 """
 
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from spt_tf.evaluation import evaluator
+from spt_tf.evaluation import evaluator, inception
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/spt.py:synthetic", "Config file (and argument).",
-                                          lock_config=True)
-flags.DEFINE_string("workdir", None, "Training workdir: evaluates its latest joint / appearance checkpoint.")
-flags.DEFINE_string("checkpoint", None, "Explicit checkpoint path (instead of the workdir's latest).")
-flags.DEFINE_string("saved_model", None, "SavedModel version directory (or export base: newest version).")
-flags.DEFINE_enum("split", "test", ["test", "train"], "Pairs to evaluate: data.pairs_test or data.pairs_train.")
-flags.DEFINE_integer("max_pairs", None, "Evaluate the first N pairs (default config.eval.max_pairs; 0 = all).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/spt.py:synthetic", "Config file (and argument).", lock_config=True
+)
+flags.DEFINE_string(
+    "workdir", None, "Training workdir: evaluates its latest joint / appearance checkpoint."
+)
+flags.DEFINE_string(
+    "checkpoint", None, "Explicit checkpoint path (instead of the workdir's latest)."
+)
+flags.DEFINE_string(
+    "saved_model", None, "SavedModel version directory (or export base: newest version)."
+)
+flags.DEFINE_enum(
+    "split", "test", ["test", "train"], "Pairs to evaluate: data.pairs_test or data.pairs_train."
+)
+flags.DEFINE_integer(
+    "max_pairs", None, "Evaluate the first N pairs (default config.eval.max_pairs; 0 = all)."
+)
 flags.DEFINE_string("out_dir", None, "Output directory (default WORKDIR/eval).")
-flags.DEFINE_bool("allow_random_weights", False, "Compute IS / FID with random Inception weights when "
-                  "config.eval.inception_weights is empty (smoke tests; every output is marked).")
+flags.DEFINE_bool(
+    "allow_random_weights",
+    False,
+    "Compute IS / FID with random Inception weights when "
+    "config.eval.inception_weights is empty (smoke tests; every output is marked).",
+)
 flags.DEFINE_bool("skip_inception", False, "Leave IS, mask-IS and FID out (no Inception network).")
-flags.DEFINE_string("fid_cache_dir", None, "Cache of the real FID statistics (default: parent of --out_dir).")
+flags.DEFINE_string(
+    "fid_cache_dir", None, "Cache of the real FID statistics (default: parent of --out_dir)."
+)
 flags.DEFINE_integer("num_samples", 16, "Rows of sample grids to write (8 per PNG).")
 FLAGS = flags.FLAGS
 
@@ -43,10 +61,22 @@ def main(argv):
         raise app.UsageError("give --out_dir (no --workdir to default to)")
     config = _CONFIG.value
     max_pairs = config.eval.max_pairs if FLAGS.max_pairs is None else FLAGS.max_pairs
-    evaluator.run(config, FLAGS.workdir, out_dir, saved_model=FLAGS.saved_model, checkpoint=FLAGS.checkpoint,
-                  max_pairs=max_pairs, allow_random_weights=FLAGS.allow_random_weights, split=FLAGS.split,
-                  skip_inception=FLAGS.skip_inception, fid_cache_dir=FLAGS.fid_cache_dir,
-                  num_samples=FLAGS.num_samples)  # fmt: skip
+    try:
+        evaluator.run(
+            config,
+            FLAGS.workdir,
+            out_dir,
+            saved_model=FLAGS.saved_model,
+            checkpoint=FLAGS.checkpoint,
+            max_pairs=max_pairs,
+            allow_random_weights=FLAGS.allow_random_weights,
+            split=FLAGS.split,
+            skip_inception=FLAGS.skip_inception,
+            fid_cache_dir=FLAGS.fid_cache_dir,
+            num_samples=FLAGS.num_samples,
+        )
+    except (inception.InceptionWeightsError, evaluator.IncompleteCheckpointError) as e:
+        sys.exit(f"evaluate.py: {type(e).__name__}: {e}")
     print(os.path.join(out_dir, "results.md"))
 
 

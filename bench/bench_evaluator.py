@@ -53,7 +53,9 @@ def _prepare(work, height, width, batch, identities, poses):
     if not os.path.isdir(export):
         synthetic.generate(root, identities, poses, height, width, seed=0, test_fraction=0.5)
         hs, ha, _ = evaluator._build_generators_and_detector(_config(root, height, width, batch))
-        module.save_atomically(module.SPTExportModule(hs, ha, _config(root, height, width, batch)), export)
+        module.save_atomically(
+            module.SPTExportModule(hs, ha, _config(root, height, width, batch)), export
+        )
     return root, export
 
 
@@ -64,11 +66,27 @@ def _child(spec):
 
     logging.set_verbosity(logging.WARNING)
     c = _config(spec["root"], spec["height"], spec["width"], spec["batch"])
-    r = evaluator.run(c, None, spec["out"], saved_model=spec["export"], max_pairs=spec["pairs"],
-                      allow_random_weights=True, inception_size=spec["inception_size"],
-                      skip_inception=spec["skip_inception"], num_samples=8)  # fmt: skip
-    print(json.dumps({"pairs": r["num_pairs"], "peak_rss_mb": r["peak_rss_mb"], "seconds": r["seconds"],
-                      "pairs_per_second": r["pairs_per_second"]}))  # fmt: skip
+    r = evaluator.run(
+        c,
+        None,
+        spec["out"],
+        saved_model=spec["export"],
+        max_pairs=spec["pairs"],
+        allow_random_weights=True,
+        inception_size=spec["inception_size"],
+        skip_inception=spec["skip_inception"],
+        num_samples=8,
+    )
+    print(
+        json.dumps(
+            {
+                "pairs": r["num_pairs"],
+                "peak_rss_mb": r["peak_rss_mb"],
+                "seconds": r["seconds"],
+                "pairs_per_second": r["pairs_per_second"],
+            }
+        )
+    )
 
 
 def main(argv=None):
@@ -78,7 +96,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--inception_size", type=int, default=75)
     p.add_argument("--skip_inception", action="store_true")
-    p.add_argument("--identities", type=int, default=16, help="synthetic identities (half are test)")
+    p.add_argument(
+        "--identities", type=int, default=16, help="synthetic identities (half are test)"
+    )
     p.add_argument("--poses", type=int, default=9, help="poses per identity: P(P-1) pairs each")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "spt_bench_evaluator"))
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -89,26 +109,46 @@ def main(argv=None):
     h, w = a.size
     os.makedirs(a.work, exist_ok=True)
     root, export = _prepare(a.work, h, w, a.batch, a.identities, a.poses)
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; {h}x{w}, batch {a.batch}, "
-          f"Inception input {a.inception_size}{' (skipped)' if a.skip_inception else ''}")  # fmt: skip
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs; {h}x{w}, batch {a.batch}, "
+        f"Inception input {a.inception_size}{' (skipped)' if a.skip_inception else ''}"
+    )
     rows = []
     for n in a.pairs:
-        spec = {"root": root, "export": export, "height": h, "width": w, "batch": a.batch, "pairs": n,
-                "inception_size": a.inception_size, "skip_inception": a.skip_inception,
-                "out": os.path.join(a.work, f"eval_{h}x{w}_{n}")}  # fmt: skip
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=REPO,
-                             capture_output=True, text=True)  # fmt: skip
+        spec = {
+            "root": root,
+            "export": export,
+            "height": h,
+            "width": w,
+            "batch": a.batch,
+            "pairs": n,
+            "inception_size": a.inception_size,
+            "skip_inception": a.skip_inception,
+            "out": os.path.join(a.work, f"eval_{h}x{w}_{n}"),
+        }
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             sys.exit(f"child for {n} pairs failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     print("\n| pairs | peak RSS (MB) | pairs/s | seconds |\n|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['pairs']} | {r['peak_rss_mb']:.0f} | {r['pairs_per_second']:.2f} | {r['seconds']:.0f} |")
+        print(
+            f"| {r['pairs']} | {r['peak_rss_mb']:.0f} | {r['pairs_per_second']:.2f} | {r['seconds']:.0f} |"
+        )
     if len(rows) >= 2 and rows[-1]["pairs"] > rows[0]["pairs"]:
-        slope = (rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]) / (rows[-1]["pairs"] - rows[0]["pairs"])
-        print(f"\ngrowth {slope * 1024:.1f} KB/pair; linear extrapolation to 12,000 pairs: "
-              f"{rows[-1]['peak_rss_mb'] + slope * (12000 - rows[-1]['pairs']):.0f} MB")  # fmt: skip
+        slope = (rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]) / (
+            rows[-1]["pairs"] - rows[0]["pairs"]
+        )
+        print(
+            f"\ngrowth {slope * 1024:.1f} KB/pair; linear extrapolation to 12,000 pairs: "
+            f"{rows[-1]['peak_rss_mb'] + slope * (12000 - rows[-1]['pairs']):.0f} MB"
+        )
 
 
 if __name__ == "__main__":

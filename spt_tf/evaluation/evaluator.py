@@ -64,9 +64,16 @@ ROW_TITLES = {
 }
 # (json key, markdown header) in table order.
 COLUMNS = (
-    ("is", "IS"), ("mask_is", "mask-IS"), ("ssim", "SSIM"), ("mask_ssim", "mask-SSIM"),
-    ("fid", "FID"), ("l1", "L1"), ("miou", "mIoU"), ("pixel_accuracy", "pixel acc"), ("pckh", "PCKh"),
-)  # fmt: skip
+    ("is", "IS"),
+    ("mask_is", "mask-IS"),
+    ("ssim", "SSIM"),
+    ("mask_ssim", "mask-SSIM"),
+    ("fid", "FID"),
+    ("l1", "L1"),
+    ("miou", "mIoU"),
+    ("pixel_accuracy", "pixel acc"),
+    ("pckh", "PCKh"),
+)
 IMAGE_METRICS = ("is", "mask_is", "ssim", "mask_ssim", "fid", "l1", "pckh")
 PARSING_METRICS = ("miou", "pixel_accuracy")
 
@@ -139,7 +146,9 @@ def frechet_distance_low_rank(act_a, act_b) -> float:
     a = np.asarray(act_a, np.float64)
     b = np.asarray(act_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"frechet_distance_low_rank: need [N >= 2, D] sets, got {a.shape}, {b.shape}")
+        raise ValueError(
+            f"frechet_distance_low_rank: need [N >= 2, D] sets, got {a.shape}, {b.shape}"
+        )
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = a - mu_a, b - mu_b
     na, nb = len(a) - 1, len(b) - 1
@@ -186,9 +195,15 @@ class FeatureStatistics:
         mean, cov = self.running.statistics()
         acts = self.activations()
         tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, mean=mean, cov=cov, count=np.int64(self.count), meta=json.dumps(meta, sort_keys=True),
-                 activations=acts if acts is not None else np.zeros((0, self.dim), np.float32),
-                 has_activations=np.bool_(acts is not None))  # fmt: skip
+        np.savez(
+            tmp,
+            mean=mean,
+            cov=cov,
+            count=np.int64(self.count),
+            meta=json.dumps(meta, sort_keys=True),
+            activations=acts if acts is not None else np.zeros((0, self.dim), np.float32),
+            has_activations=np.bool_(acts is not None),
+        )
         os.replace(tmp, path)  # atomic: a reader never sees half a file
 
     @classmethod
@@ -199,7 +214,11 @@ class FeatureStatistics:
             acts = z["activations"] if bool(z["has_activations"]) else None
         out = cls(mean.shape[0])
         r = out.running
-        r.count, r._mean, r._m2 = count, mean.astype(np.float64), cov.astype(np.float64) * (count - 1)
+        r.count, r._mean, r._m2 = (
+            count,
+            mean.astype(np.float64),
+            cov.astype(np.float64) * (count - 1),
+        )
         out._rows = [acts.astype(np.float32)] if acts is not None else None
         return out, meta
 
@@ -253,15 +272,27 @@ def _build_generators_and_detector(config):
     cond = geometry.pair_conditioning(kp, kp, h, w)
     par, img = tf.zeros([1, h, w, n]), tf.zeros([1, h, w, 3])
     pd(img)
-    hs(stages_lib.hs_inputs(par, cond["source_pose"], cond["source_mask"], cond["target_pose"],
-                            cond["target_mask"]))  # fmt: skip
-    ha(stages_lib.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
-                            cond["part_masks"]))  # fmt: skip
+    hs(
+        stages_lib.hs_inputs(
+            par, cond["source_pose"], cond["source_mask"], cond["target_pose"], cond["target_mask"]
+        )
+    )
+    ha(
+        stages_lib.ha_inputs(
+            img,
+            par,
+            cond["source_pose"],
+            par,
+            cond["target_pose"],
+            cond["transforms"],
+            cond["part_masks"],
+        )
+    )
     return hs, ha, pd
 
 
 class IncompleteCheckpointError(ValueError):
-    """Some network variables cannot be restored: the network would run with random weights."""
+    """Some network weights cannot be restored: the network would run with random weights."""
 
 
 def _check_reachable(root: tf.train.Checkpoint, networks: dict) -> None:
@@ -300,23 +331,39 @@ class CheckpointGenerator:
         from spt_tf.training.loop import variables_by_path
 
         # Path-keyed variable maps, as training writes them (every weight, lists included).
-        root = tf.train.Checkpoint(hs=variables_by_path(hs), ha=variables_by_path(ha),
-                                   pose_detector=variables_by_path(pd))  # fmt: skip
+        root = tf.train.Checkpoint(
+            hs=variables_by_path(hs), ha=variables_by_path(ha), pose_detector=variables_by_path(pd)
+        )
         _check_reachable(root, {"H_S": hs, "H_A": ha, "pose detector P": pd})
         status = root.restore(path)
         status.expect_partial()
-        status.assert_existing_objects_matched()
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:  # TF's message lists variable values: keep its first line
+            raise IncompleteCheckpointError(
+                f"{path}: the checkpoint lacks weights of H_S, H_A or P ({str(e).splitlines()[0]}); "
+                "it was written by another config or code version, or holds other networks"
+            ) from None
         logging.info("evaluate: restored H_S, H_A and P from %s", path)
         self.path = path
         self.module = export_module.SPTExportModule(hs, ha, config)
         self.pose_detector = pd
-        self._pose_fn = tf.function(lambda x: pd(x, training=False), reduce_retracing=True)
+        # autograph=False: straight-line code, and AutoGraph cannot parse lambdas' source.
+        self._pose_fn = tf.function(
+            lambda x: pd(x, training=False), reduce_retracing=True, autograph=False
+        )
         # The stage checkpoints hold P from the pose_detector stage when it ran; else P is random.
         run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        self.pose_trained = tf.train.latest_checkpoint(os.path.join(run_dir, "pose_detector")) is not None
-        self.pose_note = None if self.pose_trained else (
-            f"PCKh: no pose_detector checkpoint in {run_dir}: P is untrained, PCKh is meaningless"
-        )  # fmt: skip
+        self.pose_trained = (
+            tf.train.latest_checkpoint(os.path.join(run_dir, "pose_detector")) is not None
+        )
+        self.pose_note = (
+            None
+            if self.pose_trained
+            else (
+                f"PCKh: no pose_detector checkpoint in {run_dir}: P is untrained, PCKh is meaningless"
+            )
+        )
         if self.pose_note:
             logging.warning("evaluate: %s", self.pose_note)
 
@@ -337,7 +384,9 @@ def resolve_saved_model(path: str) -> str:
     """A SavedModel directory, or the newest numbered version under an export base directory."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
-    versions = sorted((int(d) for d in os.listdir(path) if re.fullmatch(r"\d+", d)) if os.path.isdir(path) else [])
+    versions = sorted(
+        (int(d) for d in os.listdir(path) if re.fullmatch(r"\d+", d)) if os.path.isdir(path) else []
+    )
     for v in reversed(versions):
         candidate = os.path.join(path, str(v))
         if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
@@ -352,7 +401,9 @@ class SavedModelGenerator:
 
     kind = "saved_model"
     pose_trained = False
-    pose_note = "PCKh: not available with a SavedModel (it holds no pose detector P); evaluate a checkpoint"
+    pose_note = (
+        "PCKh: not available with a SavedModel (it holds no pose detector P); evaluate a checkpoint"
+    )
 
     def __init__(self, config, path: str):
         self.path = resolve_saved_model(path)
@@ -360,8 +411,14 @@ class SavedModelGenerator:
         sigs = self._loaded.signatures
         for name in ("serving_default", "render", "transform_parsing"):
             if name not in sigs:
-                raise ValueError(f"{self.path}: SavedModel lacks the {name!r} signature (export with spt_tf.export)")
-        self._serve, self._render, self._parse = sigs["serving_default"], sigs["render"], sigs["transform_parsing"]
+                raise ValueError(
+                    f"{self.path}: SavedModel lacks the {name!r} signature (export with spt_tf.export)"
+                )
+        self._serve, self._render, self._parse = (
+            sigs["serving_default"],
+            sigs["render"],
+            sigs["transform_parsing"],
+        )
         shape = self._serve.structured_input_signature[1]["image"].shape
         want = [int(config.data.height), int(config.data.width)]
         if shape[1:3].as_list() != want:
@@ -372,12 +429,18 @@ class SavedModelGenerator:
         logging.info("evaluate: SavedModel %s", self.path)
 
     def __call__(self, image, parsing, source_kp, target_kp, target_parsing=None) -> dict:
-        kw = {"image": image, "parsing": parsing, "source_keypoints": source_kp, "target_keypoints": target_kp}
+        kw = {
+            "image": image,
+            "parsing": parsing,
+            "source_keypoints": source_kp,
+            "target_keypoints": target_kp,
+        }
         if target_parsing is None:
             return self._serve(**kw)
         out = dict(self._render(target_parsing=target_parsing, **kw))
-        out["parsing"] = self._parse(parsing=parsing, source_keypoints=source_kp,
-                                     target_keypoints=target_kp)["parsing"]  # fmt: skip
+        out["parsing"] = self._parse(
+            parsing=parsing, source_keypoints=source_kp, target_keypoints=target_kp
+        )["parsing"]
         return out
 
     def detect(self, images_u8):
@@ -403,19 +466,25 @@ def _split_config(config, split: str):
 def _pairs(config, max_pairs: int) -> list[tuple[str, str]]:
     path = formats.resolve(config.data.root, config.data.pairs_test)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"data.pairs_test: {path} does not exist (evaluation needs pairs with ground truth)")
+        raise FileNotFoundError(
+            f"data.pairs_test: {path} does not exist (evaluation needs pairs with ground truth)"
+        )
     pairs = formats.read_pairs(path)
     return pairs[:max_pairs] if max_pairs else pairs
 
 
 def _to_uint8(images) -> tf.Tensor:
     """[-1, 1] float -> uint8 (the export's rounding)."""
-    return tf.cast(tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8)
+    return tf.cast(
+        tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8
+    )
 
 
 def _fid_cache_path(cache_dir, config, split, tag) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(config.data.name))
-    return os.path.join(cache_dir, f"fid_stats_{name}_{split}_{config.data.height}x{config.data.width}_{tag}.npz")
+    return os.path.join(
+        cache_dir, f"fid_stats_{name}_{split}_{config.data.height}x{config.data.width}_{tag}.npz"
+    )
 
 
 def _load_real_statistics(path: str, meta: dict) -> FeatureStatistics | None:
@@ -489,7 +558,9 @@ def run(
     if saved_model and (workdir or checkpoint):
         raise ValueError("evaluate: give a SavedModel or a workdir / checkpoint, not both")
     if not saved_model and not (workdir or checkpoint):
-        raise ValueError("evaluate: give --workdir (latest checkpoint), --checkpoint or --saved_model")
+        raise ValueError(
+            "evaluate: give --workdir (latest checkpoint), --checkpoint or --saved_model"
+        )
     data_config = _split_config(config, split)
     h, w, num_labels = int(config.data.height), int(config.data.width), int(config.model.num_labels)
     splits = int(config.eval.is_splits)
@@ -511,8 +582,9 @@ def run(
         gen = CheckpointGenerator(config, workdir, checkpoint)
     inc = None
     if use_inception:
-        inc = inception_lib.InceptionFeatures(config.eval.inception_weights, allow_random_weights,
-                                              inception_size)  # fmt: skip
+        inc = inception_lib.InceptionFeatures(
+            config.eval.inception_weights, allow_random_weights, inception_size
+        )
     os.makedirs(out_dir, exist_ok=True)
     with_pose = gen.kind == "checkpoint"
     ablation = config.train.ablation
@@ -527,26 +599,41 @@ def run(
         cache_dir = fid_cache_dir or os.path.dirname(os.path.abspath(out_dir))
         os.makedirs(cache_dir, exist_ok=True)
         cache_path = _fid_cache_path(cache_dir, config, split, inc.cache_tag)
-        cache_meta = {"version": CACHE_VERSION, "dataset": str(config.data.name), "split": split,
-                      "root": os.path.abspath(str(config.data.root)), "height": h, "width": w,
-                      "pairs_sha1": pairs_sha1, "num_pairs": n_pairs, "inception": inc.cache_tag}  # fmt: skip
+        cache_meta = {
+            "version": CACHE_VERSION,
+            "dataset": str(config.data.name),
+            "split": split,
+            "root": os.path.abspath(str(config.data.root)),
+            "height": h,
+            "width": w,
+            "pairs_sha1": pairs_sha1,
+            "num_pairs": n_pairs,
+            "inception": inc.cache_tag,
+        }
         real_stats = _load_real_statistics(cache_path, cache_meta)
         real_status = "cached" if real_stats is not None else "computed"
     compute_real = use_inception and real_stats is None
     if compute_real:
         real_stats = FeatureStatistics()
 
-    rows = {"model": _ImageRow(use_inception, with_pose), "copy_source_image": _ImageRow(use_inception, with_pose)}
+    rows = {
+        "model": _ImageRow(use_inception, with_pose),
+        "copy_source_image": _ImageRow(use_inception, with_pose),
+    }
     real_pck = [0, 0]
-    conf = {"model": np.zeros((num_labels, num_labels), np.int64),
-            "copy_source_parsing": np.zeros((num_labels, num_labels), np.int64)}  # fmt: skip
-    ssim_fn = tf.function(lambda a, b: metrics.ssim_batch(a, b), reduce_retracing=True)
-    mask_ssim_fn = tf.function(lambda a, b, m: metrics.mask_ssim_batch(a, b, m), reduce_retracing=True)
+    conf = {
+        "model": np.zeros((num_labels, num_labels), np.int64),
+        "copy_source_parsing": np.zeros((num_labels, num_labels), np.int64),
+    }
+    ssim_fn = tf.function(metrics.ssim_batch, reduce_retracing=True, autograph=False)
+    mask_ssim_fn = tf.function(metrics.mask_ssim_batch, reduce_retracing=True, autograph=False)
     samples: list[np.ndarray] = []
     seen = 0
 
     ds = pipeline.test_dataset(data_config, batch_size=batch_size, max_pairs=max_pairs)
-    with tqdm(total=n_pairs, desc="evaluate", unit="pair", dynamic_ncols=True, mininterval=2.0) as bar:
+    with tqdm(
+        total=n_pairs, desc="evaluate", unit="pair", dynamic_ncols=True, mininterval=2.0
+    ) as bar:
         for batch in ds:
             src = _to_uint8(batch["image"])
             real = _to_uint8(batch["target_image"])
@@ -580,10 +667,14 @@ def run(
                 real_stats.update(inc(real)[1].numpy())
             tpar_np = tpar.numpy()
             conf["model"] += metrics.parsing_confusion(pred.numpy(), tpar_np, num_labels)
-            conf["copy_source_parsing"] += metrics.parsing_confusion(parsing.numpy(), tpar_np, num_labels)
+            conf["copy_source_parsing"] += metrics.parsing_confusion(
+                parsing.numpy(), tpar_np, num_labels
+            )
             if len(samples) < num_samples:
                 k = min(num_samples - len(samples), int(src.shape[0]))
-                samples.extend(_sample_rows(src[:k], batch["target_pose"][:k], pred[:k], fake[:k], real[:k]))
+                samples.extend(
+                    _sample_rows(src[:k], batch["target_pose"][:k], pred[:k], fake[:k], real[:k])
+                )
             seen += int(src.shape[0])
             bar.update(int(src.shape[0]))
     if seen != n_pairs:
@@ -592,8 +683,24 @@ def run(
         real_stats.save(cache_path, cache_meta)
         logging.info("evaluate: real FID statistics cached in %s", cache_path)
 
-    results = _results(config, split, gen, inc, rows, conf, real_stats, real_pck, n_pairs, splits,
-                       parsing_ok, gt_parsing, radius, closing, cache_path, real_status)  # fmt: skip
+    results = _results(
+        config,
+        split,
+        gen,
+        inc,
+        rows,
+        conf,
+        real_stats,
+        real_pck,
+        n_pairs,
+        splits,
+        parsing_ok,
+        gt_parsing,
+        radius,
+        closing,
+        cache_path,
+        real_status,
+    )
     seconds = time.time() - t0
     results["seconds"] = seconds
     results["pairs_per_second"] = n_pairs / max(seconds, 1e-9)
@@ -603,13 +710,34 @@ def run(
     _write_outputs(out_dir, results)
     for warning in results["warnings"]:
         logging.warning("evaluate: %s", warning)
-    logging.info("evaluate: %d pairs in %.1f s; results in %s\n%s", n_pairs, seconds, out_dir,
-                 markdown_table(results))  # fmt: skip
+    logging.info(
+        "evaluate: %d pairs in %.1f s; results in %s\n%s",
+        n_pairs,
+        seconds,
+        out_dir,
+        markdown_table(results),
+    )
     return results
 
 
-def _results(config, split, gen, inc, rows, conf, real_stats, real_pck, n_pairs, splits, parsing_ok,
-             gt_parsing, radius, closing, cache_path, real_status) -> dict:  # fmt: skip
+def _results(
+    config,
+    split,
+    gen,
+    inc,
+    rows,
+    conf,
+    real_stats,
+    real_pck,
+    n_pairs,
+    splits,
+    parsing_ok,
+    gt_parsing,
+    radius,
+    closing,
+    cache_path,
+    real_status,
+) -> dict:
     notes, warnings = [], []
     if inc is not None:
         warnings.extend(inc.warnings)
@@ -620,7 +748,9 @@ def _results(config, split, gen, inc, rows, conf, real_stats, real_pck, n_pairs,
     if not parsing_ok:
         notes.append("mIoU / pixel acc of the model: n/a (baseline ablation: H_A uses no parsing)")
     if gt_parsing:
-        notes.append("TS-GT ablation: H_A renders the real target parsing; mIoU / pixel acc are H_S's")
+        notes.append(
+            "TS-GT ablation: H_A renders the real target parsing; mIoU / pixel acc are H_S's"
+        )
     table = {}
     for name in ROWS:
         r = {k: None for k, _ in COLUMNS}
@@ -632,20 +762,27 @@ def _results(config, split, gen, inc, rows, conf, real_stats, real_pck, n_pairs,
             r["l1"] = row.l1.value()
             for key in ("ssim", "mask_ssim"):
                 if r[f"{key}_nan"]:
-                    notes.append(f"{ROW_TITLES[name]}: {r[f'{key}_nan']} of {n_pairs} {key.replace('_', '-')} "
-                                 "values are NaN (both images flat) and left out of the mean")  # fmt: skip
+                    notes.append(
+                        f"{ROW_TITLES[name]}: {r[f'{key}_nan']} of {n_pairs} {key.replace('_', '-')} "
+                        "values are NaN (both images flat) and left out of the mean"
+                    )
             if inc is not None:
-                r["is"], r["is_std"] = metrics.inception_score_from_logits(np.concatenate(row.logits), splits)
+                r["is"], r["is_std"] = metrics.inception_score_from_logits(
+                    np.concatenate(row.logits), splits
+                )
                 r["mask_is"], r["mask_is_std"] = metrics.inception_score_from_logits(
-                    np.concatenate(row.mask_logits), splits)  # fmt: skip
+                    np.concatenate(row.mask_logits), splits
+                )
                 r["fid"] = fid(row.features, real_stats)
             if row.pck is not None and row.pck[1]:
                 r["pckh"] = row.pck[0] / row.pck[1]
         if name in conf and (name != "model" or parsing_ok):
             r["miou"] = metrics.miou_from_confusion(conf[name])
             r["pixel_accuracy"] = metrics.pixel_accuracy_from_confusion(conf[name])
-            r["iou_per_label"] = {labels.SPT_LABELS[i]: _num(v) for i, v in
-                                  enumerate(metrics.iou_per_label(conf[name]))}  # fmt: skip
+            r["iou_per_label"] = {
+                labels.SPT_LABELS[i]: _num(v)
+                for i, v in enumerate(metrics.iou_per_label(conf[name]))
+            }
     out = {
         "warnings": warnings,
         "comparable": bool(inc is None or inc.comparable),
@@ -654,17 +791,33 @@ def _results(config, split, gen, inc, rows, conf, real_stats, real_pck, n_pairs,
         "num_pairs": n_pairs,
         "image_size": [int(config.data.height), int(config.data.width)],
         "generator": {"kind": gen.kind, "path": gen.path, "ablation": str(config.train.ablation)},
-        "inception": None if inc is None else {
-            "weights": inc.description, "random": inc.random, "input_size": inc.input_size,
-            "is_splits": splits, "fid_real_statistics": {"path": cache_path, "status": real_status,
-                                                         "count": real_stats.count},
-        },  # fmt: skip
-        "ssim": {"sigma": metrics.SSIM_SIGMA, "sample_covariance": False, "data_range": "generated image",
-                 "images": "uint8"},  # fmt: skip
+        "inception": None
+        if inc is None
+        else {
+            "weights": inc.description,
+            "random": inc.random,
+            "input_size": inc.input_size,
+            "is_splits": splits,
+            "fid_real_statistics": {
+                "path": cache_path,
+                "status": real_status,
+                "count": real_stats.count,
+            },
+        },
+        "ssim": {
+            "sigma": metrics.SSIM_SIGMA,
+            "sample_covariance": False,
+            "data_range": "generated image",
+            "images": "uint8",
+        },
         "mask": {"radius": radius, "closing": closing, "keypoints": "target"},
-        "pose_detector": {"available": gen.kind == "checkpoint", "trained": gen.pose_trained,
-                          "heatmap_threshold": POSE_THRESHOLD, "pckh_threshold": PCKH_THRESHOLD,
-                          "pckh_real_target": real_pck[0] / real_pck[1] if real_pck[1] else None},  # fmt: skip
+        "pose_detector": {
+            "available": gen.kind == "checkpoint",
+            "trained": gen.pose_trained,
+            "heatmap_threshold": POSE_THRESHOLD,
+            "pckh_threshold": PCKH_THRESHOLD,
+            "pckh_real_target": real_pck[0] / real_pck[1] if real_pck[1] else None,
+        },
         "rows": table,
         "notes": notes,
     }
@@ -715,7 +868,9 @@ def markdown_table(results: dict) -> str:
     lines = ["| | " + " | ".join(t for _, t in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name in ROWS:
         row = results["rows"][name]
-        lines.append(f"| {ROW_TITLES[name]} | " + " | ".join(_cell(row, k) for k, _ in COLUMNS) + " |")
+        lines.append(
+            f"| {ROW_TITLES[name]} | " + " | ".join(_cell(row, k) for k, _ in COLUMNS) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -733,20 +888,28 @@ def markdown(results: dict) -> str:
         out.append("- Inception: not run (IS, mask-IS, FID skipped)")
     else:
         fs = inc["fid_real_statistics"]
-        out.append(f"- Inception v3 weights: {inc['weights']}, input {inc['input_size']}x{inc['input_size']}, "
-                   f"IS splits {inc['is_splits']}; real FID statistics {fs['status']} "
-                   f"(`{os.path.basename(fs['path'])}`)")  # fmt: skip
+        out.append(
+            f"- Inception v3 weights: {inc['weights']}, input {inc['input_size']}x{inc['input_size']}, "
+            f"IS splits {inc['is_splits']}; real FID statistics {fs['status']} "
+            f"(`{os.path.basename(fs['path'])}`)"
+        )
     m, p = r["mask"], r["pose_detector"]
-    out.append(f"- SSIM: Gaussian σ 1.5, population covariance, per channel, data range of the generated "
-               f"image, uint8; masks: target pose, radius {m['radius']:g}, closing {m['closing']}")  # fmt: skip
+    out.append(
+        f"- SSIM: Gaussian σ 1.5, population covariance, per channel, data range of the generated "
+        f"image, uint8; masks: target pose, radius {m['radius']:g}, closing {m['closing']}"
+    )
     if p["available"]:
         ref = "–" if p["pckh_real_target"] is None else f"{p['pckh_real_target']:.3f}"
-        out.append(f"- PCKh@{p['pckh_threshold']:g} through the pose detector P (heatmap threshold "
-                   f"{p['heatmap_threshold']:g}); P on the real targets: {ref}")  # fmt: skip
+        out.append(
+            f"- PCKh@{p['pckh_threshold']:g} through the pose detector P (heatmap threshold "
+            f"{p['heatmap_threshold']:g}); P on the real targets: {ref}"
+        )
     out += ["", markdown_table(r), ""]
     if r["notes"]:
         out += ["Notes:", ""] + [f"- {n}" for n in r["notes"]] + [""]
-    out.append(f"{r['seconds']:.1f} s, {r['pairs_per_second']:.2f} pairs/s, peak RSS {r['peak_rss_mb']:.0f} MB")
+    out.append(
+        f"{r['seconds']:.1f} s, {r['pairs_per_second']:.2f} pairs/s, peak RSS {r['peak_rss_mb']:.0f} MB"
+    )
     return "\n".join(out) + "\n"
 
 
@@ -758,7 +921,7 @@ def _write_outputs(out_dir: str, results: dict) -> None:
 
 
 def _sample_rows(src, target_pose, pred, fake, real) -> list[np.ndarray]:
-    """[h, 5w, 3] uint8 rows: source | target pose | predicted parsing | generated | ground truth."""
+    """[h, 5w, 3] uint8 rows: source | target pose | predicted parsing | generated | truth."""
     skel = (np.clip(tf.reduce_max(target_pose, -1).numpy(), 0, 1) * 255).astype(np.uint8)
     skel = np.repeat(skel[..., None], 3, -1)
     parsing = labels.colorize(pred.numpy()).astype(np.uint8)
@@ -770,7 +933,7 @@ def _write_samples(out_dir: str, samples: list[np.ndarray], height: int) -> list
     scale = max(1, FIELD_MASK_HEIGHT // height)  # small images enlarged (nearest) to be visible
     paths = []
     for i in range(0, len(samples), SAMPLES_PER_GRID):
-        grid = np.concatenate(samples[i:i + SAMPLES_PER_GRID], 0)
+        grid = np.concatenate(samples[i : i + SAMPLES_PER_GRID], 0)
         grid = np.repeat(np.repeat(grid, scale, 0), scale, 1)
         path = os.path.join(out_dir, f"samples_{i // SAMPLES_PER_GRID:02d}.png")
         formats.write_image(path, grid)

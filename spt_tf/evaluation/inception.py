@@ -93,12 +93,15 @@ def _randomize(model: keras.Model, seed: int) -> None:
             if len(shape) < 2 or layer.name == "predictions":
                 continue  # biases, batch-norm beta and statistics keep their initial values
             fan_in = int(np.prod(shape[:-1]))
-            var.assign(rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in)))
+            var.assign(
+                rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+            )
     _calibrate_classifier(model, rng)
 
 
-def _calibrate_classifier(model: keras.Model, rng: np.random.Generator, temperature: float = 3.0,
-                          num_probes: int = 16) -> None:  # fmt: skip
+def _calibrate_classifier(
+    model: keras.Model, rng: np.random.Generator, temperature: float = 3.0, num_probes: int = 16
+) -> None:
     """Random classifier on the deviations of the pool features from their mean.
 
     The pool features of ``num_probes`` smooth random images (seeded: 4 x 4
@@ -122,7 +125,7 @@ def _calibrate_classifier(model: keras.Model, rng: np.random.Generator, temperat
 
 
 def check_weights_policy(weights: str | None, allow_random_weights: bool) -> None:
-    """Raises :class:`InceptionWeightsError` for empty weights without permission (cheap: builds nothing)."""
+    """Raises :class:`InceptionWeightsError` for empty weights without permission (builds nothing)."""
     if not weights and not allow_random_weights:
         raise InceptionWeightsError(
             "IS and FID need Inception v3 weights, and config.eval.inception_weights is empty. "
@@ -162,8 +165,13 @@ class InceptionFeatures:
         and what to do), or random without ``allow_random_weights``.
     """
 
-    def __init__(self, weights: str | None = "imagenet", allow_random_weights: bool = False,
-                 input_size: int = DEFAULT_SIZE, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        weights: str | None = "imagenet",
+        allow_random_weights: bool = False,
+        input_size: int = DEFAULT_SIZE,
+        seed: int = 0,
+    ):
         input_size = int(input_size)
         if input_size < MIN_SIZE:
             raise ValueError(
@@ -174,30 +182,40 @@ class InceptionFeatures:
         check_weights_policy(weights, allow_random_weights)
         self.input_size = input_size
         self.random = not weights
-        model = keras.applications.InceptionV3(
-            include_top=True, weights=None, input_shape=(input_size, input_size, 3),
-            classifier_activation=None,
-        )  # fmt: skip
         if weights == "imagenet":
-            path = self._download()
-            self._load(model, path, "the Keras ImageNet download")
-            self.description = "imagenet"
-            self.cache_tag = f"imagenet_{input_size}"
-        elif weights:
-            if not os.path.isfile(weights):
-                raise InceptionWeightsError(
-                    f"config.eval.inception_weights: {weights} is not a file (expected {IMAGENET_FILE} "
-                    "or a .weights.h5 of keras.applications.InceptionV3 with its top)"
-                )
-            self._load(model, weights, weights)
-            self.description = f"file {os.path.abspath(weights)}"
-            self.cache_tag = f"file-{_file_tag(weights)}_{input_size}"
+            path, what = (
+                self._download(),
+                "the Keras ImageNet download",
+            )  # fails fast, before building
+        elif weights and not os.path.isfile(weights):
+            raise InceptionWeightsError(
+                f"config.eval.inception_weights: {weights} is not a file (expected {IMAGENET_FILE} "
+                "or a .weights.h5 of keras.applications.InceptionV3 with its top)"
+            )
+        else:
+            path, what = weights, weights
+        model = keras.applications.InceptionV3(
+            include_top=True,
+            weights=None,
+            input_shape=(input_size, input_size, 3),
+            classifier_activation=None,
+        )
+        if weights:
+            self._load(model, path, what)
+            if weights == "imagenet":
+                self.description, self.cache_tag = "imagenet", f"imagenet_{input_size}"
+            else:
+                self.description = f"file {os.path.abspath(weights)}"
+                self.cache_tag = f"file-{_file_tag(weights)}_{input_size}"
         else:
             _randomize(model, seed)
             self.description = f"random (seed {seed})"
             self.cache_tag = f"random-s{seed}_{input_size}"
-            logging.warning("%s: Inception v3 has random weights (allow_random_weights); IS and FID "
-                            "are smoke-test numbers", RANDOM_WARNING)  # fmt: skip
+            logging.warning(
+                "%s: Inception v3 has random weights (allow_random_weights); IS and FID "
+                "are smoke-test numbers",
+                RANDOM_WARNING,
+            )
         self.comparable = not self.random and input_size == DEFAULT_SIZE
         self.warnings = []
         if self.random:
@@ -205,16 +223,18 @@ class InceptionFeatures:
         if input_size != DEFAULT_SIZE:
             self.warnings.append(SMALL_INPUT_WARNING.format(size=input_size))
         self.model = keras.Model(
-            model.input, [model.get_layer("predictions").output, model.get_layer("avg_pool").output],
+            model.input,
+            [model.get_layer("predictions").output, model.get_layer("avg_pool").output],
             name="inception_v3_features",
-        )  # fmt: skip
-        self._fn = tf.function(self._forward, reduce_retracing=True)
+        )
+        self._fn = tf.function(self._forward, reduce_retracing=True, autograph=False)
 
     @staticmethod
     def _download() -> str:
         try:
-            return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models",
-                                        file_hash=IMAGENET_MD5)  # fmt: skip
+            return keras.utils.get_file(
+                IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5
+            )
         except Exception as e:  # urllib / socket / hash errors: all mean "no weights"
             raise InceptionWeightsError(
                 f"could not download the ImageNet Inception v3 weights ({IMAGENET_URL}): "
@@ -237,8 +257,9 @@ class InceptionFeatures:
         x = tf.convert_to_tensor(images)
         if x.dtype == tf.uint8:
             x = tf.cast(x, tf.float32) / 127.5 - 1.0
-        x = tf.image.resize(tf.cast(x, tf.float32), [self.input_size, self.input_size],
-                            method="bilinear")  # fmt: skip
+        x = tf.image.resize(
+            tf.cast(x, tf.float32), [self.input_size, self.input_size], method="bilinear"
+        )
         logits, pool = self.model(x, training=False)
         return tf.cast(logits, tf.float32), tf.cast(pool, tf.float32)
 
