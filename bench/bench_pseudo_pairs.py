@@ -27,7 +27,6 @@ import csv
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,11 @@ def load(data_dir: str, n: int | None = None):
     return names, maps, kp, truth, ident
 
 
-def one_run(data_dir: str, n: int, workers: int, top_k: int) -> dict:
+def settings_for(top_k: int, prefilter_k: int) -> pp.SearchSettings:
+    return pp.SearchSettings(top_k=top_k, prefilter_k=prefilter_k)
+
+
+def one_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -> dict:
     """One search in this (fresh) process; the numbers of one row of the scale table."""
     t0 = time.time()
     names, maps, kp, truth, ident = load(data_dir, n)
@@ -82,34 +85,37 @@ def one_run(data_dir: str, n: int, workers: int, top_k: int) -> dict:
     t_tf = time.time() - t0
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pseudo-pairs.csv")
-        s = pp.run_search(names, maps, kp, out, pp.SearchSettings(top_k=top_k), identities=ident,
-                          workers=workers, progress=False)
+        s = pp.run_search(names, maps, kp, out, settings_for(top_k, prefilter_k),
+                          identities=ident, workers=workers, progress=False)
         rows = pp.read_pseudo_pairs(out)
     index = {x: i for i, x in enumerate(names)}
     same = [truth[index[a]] == truth[index[b]] for a, b, _ in rows]
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    kids_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    # VmHWM, not getrusage: ru_maxrss survives exec, so a spawned process would report its
+    # parent's size at fork time.
+    self_rss = pp.peak_rss_mb()
+    kids_rss = s["stages"].get("worker_peak_rss_mb", 0.0)
     return {
         "n": n, "height": int(maps.shape[1]), "width": int(maps.shape[2]), "workers": workers,
-        "top_k": top_k, "load_s": t_load, "tf_init_s": t_tf, "search_s": s["seconds"], "stages": s["stages"],
+        "top_k": top_k, "prefilter_k": prefilter_k, "load_s": t_load, "tf_init_s": t_tf, "search_s": s["seconds"], "stages": s["stages"],
         "pairs": s["pairs"], "unmatched": s["unmatched"],
         "same_type_fraction": float(np.mean(same)) if same else float("nan"),
         "peak_rss_mb": self_rss, "peak_worker_rss_mb": kids_rss,
         "descriptor_dim": int(pp.build_descriptors(maps[:2], kp[:2], pp.SearchSettings(),
                                                    reference=pp.reference_pose(kp)).u.shape[1]),
+        "groups": s["groups"],
     }
 
 
-def subprocess_run(data_dir: str, n: int, workers: int, top_k: int) -> dict:
+def subprocess_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", str(n), "--one_data", data_dir,
-           "--workers", str(workers), "--top_k", str(top_k)]
+           "--workers", str(workers), "--top_k", str(top_k), "--prefilter_k", str(prefilter_k)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"run N={n} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def quality(data_dir: str, n: int, top_k: int, max_k: int = 64) -> dict:
+def quality(data_dir: str, n: int, top_k: int, prefilter_k: int, max_k: int = 64) -> dict:
     """Classifier accuracy, chosen-pair clothing agreement, and the pre-filter's recall."""
     names, maps, kp, truth, ident = load(data_dir, n)
     t0 = time.time()
@@ -128,13 +134,27 @@ def quality(data_dir: str, n: int, top_k: int, max_k: int = 64) -> dict:
     for mode, types in (("maps_only", raw), ("identity_vote", voted)):
         rows = pp.search(dict(zip(names, maps)), dict(zip(names, kp)),
                          clothing=dict(zip(names, types)), identities=dict(zip(names, ident)),
-                         top_k=top_k)
+                         settings=settings_for(top_k, prefilter_k))
         agree[mode] = float(np.mean([truth[index[a]] == truth[index[b]] for a, b, _ in rows]))
-    settings = pp.SearchSettings(top_k=max_k)
+    settings = settings_for(top_k, prefilter_k)
     groups = pp._group_ids(voted)
     ids = pp._group_ids(ident)
     desc = pp.build_descriptors(maps, kp, settings)
-    cand, _ = pp.prefilter(desc, kp, groups, ids, settings)
+    cand, _ = pp.prefilter(desc, kp, groups, ids, settings, k=max_k)
+    # The coarse stage's order of the pre-filter's first prefilter_k candidates.
+    factor = pp.coarse_factor(maps.shape[1], settings.coarse_size)
+    first = cand[:, :prefilter_k]
+    src_all = np.arange(n)
+    coarse_order = first.copy()
+    if factor > 1:
+        small = pp.mode_pool(maps, factor)
+        small_kp = np.where(kp >= 0, kp / factor, -1).astype(np.float32)
+        for s0 in range(0, n, 128):
+            src = src_all[s0:s0 + 128]
+            tr = pp._chunk_transforms(small_kp, src, first[src])
+            table = pp._table_costs(small, small_kp, src, first[src], tr, settings)
+            order = np.argsort(table, axis=1, kind="stable")
+            coarse_order[src] = np.take_along_axis(first[src], order, 1)
     # Brute force: every admissible candidate of every source, exact cost, in batches.
     z, v = pp.normalized_poses(kp)
     t0 = time.time()
@@ -162,10 +182,28 @@ def quality(data_dir: str, n: int, top_k: int, max_k: int = 64) -> dict:
     has = best >= 0
     recall = {k: float(np.mean([best[s] in cand[s, :k] for s in np.nonzero(has)[0]]))
               for k in (1, 2, 4, 8, 16, 32, 64) if k <= max_k}
+    # Pipeline: the exact best is found iff it survives both stages (pre-filter_k, then the
+    # coarse stage's top_k).
+    pipeline = {k: float(np.mean([best[s] in coarse_order[s, :k] for s in np.nonzero(has)[0]]))
+                for k in (1, 2, 4, 8, 16) if k <= prefilter_k}
     return {"n": n, "sources_with_candidates": int(has.sum()), "accuracy_maps_only":
             accuracy(raw), "accuracy_identity_vote": accuracy(voted), "same_type": agree,
-            "clothing_s": t_cloth, "recall": recall, "brute_force_pairs": evaluated,
+            "clothing_s": t_cloth, "recall": recall, "pipeline_recall": pipeline,
+            "coarse_factor": factor, "brute_force_pairs": evaluated,
             "brute_force_s": t_brute}
+
+
+def prefilter_entry_cost(data_dir: str, n: int, k: int) -> dict:
+    """Pre-filter CPU seconds per (source, candidate) entry: all n maps in one group."""
+    names, maps, kp, truth, ident = load(data_dir, n)
+    settings = pp.SearchSettings()
+    desc = pp.build_descriptors(maps, kp, settings)
+    pp.prefilter(desc, kp[:600], np.zeros(600, np.int64), None, settings, k=k)  # warm BLAS
+    t0, c0 = time.time(), time.process_time()
+    pp.prefilter(desc, kp, np.zeros(n, np.int64), None, settings, k=k)
+    wall, cpu = time.time() - t0, time.process_time() - c0
+    return {"n": n, "wall_s": wall, "cpu_s": cpu, "dim": int(desc.u.shape[1]),
+            "ns_per_entry_wall": wall / n ** 2 * 1e9, "ns_per_entry_cpu": cpu / n ** 2 * 1e9}
 
 
 def fit(ns, ts, powers):
@@ -180,6 +218,7 @@ def main(argv=None):
     p.add_argument("--sizes", default="500,1000,2000,5000")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--top_k", type=int, default=pp.SearchSettings.top_k)
+    p.add_argument("--prefilter_k", type=int, default=pp.SearchSettings.prefilter_k)
     p.add_argument("--quality_n", type=int, default=1000)
     p.add_argument("--data", default="/tmp/spt_bench_pseudo")
     p.add_argument("--json", help="also write the results here")
@@ -187,7 +226,7 @@ def main(argv=None):
     p.add_argument("--one_data", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one:
-        print(json.dumps(one_run(a.one_data, a.one, a.workers, a.top_k)))
+        print(json.dumps(one_run(a.one_data, a.one, a.workers, a.top_k, a.prefilter_k)))
         return None
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -198,29 +237,35 @@ def main(argv=None):
     sizes = [int(x) for x in a.sizes.split(",")]
     scale = []
     for n in sizes:
-        r = subprocess_run(d128, n, a.workers, a.top_k)
+        r = subprocess_run(d128, n, a.workers, a.top_k, a.prefilter_k)
         scale.append(r)
         st = r["stages"]
         print(f"N={n:5d} 128x64: search {r['search_s']:7.1f} s, TF init {r['tf_init_s']:.1f} s "
               f"apart (clothing {st['clothing']:.1f}, "
               f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
-              f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['pairs_evaluated']} pairs], "
-              f"merge {st['merge']:.2f}); load {r['load_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f}"
+              f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
+              f"{st['pairs_evaluated']} full pairs], merge {st['merge']:.2f}); load {r['load_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f}"
               f" MB + workers {r['peak_worker_rss_mb']:.0f} MB; same clothing "
               f"{r['same_type_fraction']:.3f}; unmatched {r['unmatched']}", flush=True)
-    r256 = subprocess_run(d256, 600, a.workers, a.top_k)
+    r256 = subprocess_run(d256, 600, a.workers, a.top_k, a.prefilter_k)
     st = r256["stages"]
     print(f"N=  600 256x256: search {r256['search_s']:.1f} s (clothing {st['clothing']:.1f}, "
           f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
-          f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['pairs_evaluated']} pairs]); "
+          f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
+          f"{st['pairs_evaluated']} full pairs]); "
           f"load {r256['load_s']:.1f} s; same clothing {r256['same_type_fraction']:.3f}",
           flush=True)
-    q = quality(d128, a.quality_n, a.top_k)
+    q = quality(d128, a.quality_n, a.top_k, a.prefilter_k)
     print(f"quality N={q['n']}: clothing accuracy (maps only) {q['accuracy_maps_only']}, "
           f"(identity vote) {q['accuracy_identity_vote']}; chosen targets of the source's true "
           f"clothing type: {q['same_type']}; recall of the exact best in the pre-filter's top "
-          f"K: {q['recall']} ({q['brute_force_pairs']} brute-force pairs in "
-          f"{q['brute_force_s']:.0f} s)", flush=True)
+          f"K: {q['recall']}; after the coarse stage (x1/{q['coarse_factor']}) of the first "
+          f"{a.prefilter_k}: {q['pipeline_recall']} ({q['brute_force_pairs']} brute-force pairs "
+          f"in {q['brute_force_s']:.0f} s)", flush=True)
+    pe = prefilter_entry_cost(d128, sizes[-1], a.prefilter_k)
+    print(f"pre-filter, {pe['n']} maps in one clothing group: {pe['wall_s']:.1f} s wall, "
+          f"{pe['cpu_s']:.1f} s CPU ({pe['ns_per_entry_cpu']:.2f} ns CPU per source-candidate "
+          f"entry, D = {pe['dim']})", flush=True)
 
     # Growth laws from the 128x64 runs: wall as measured, and "dedicated" time (CPU seconds of
     # each stage; the exact stage's divided by the workers), which the machine's other load
@@ -244,29 +289,35 @@ def main(argv=None):
           f"{slope:.2f}); pre-filter CPU = {pre_law[1] * 1e3:.3f} ms * N + "
           f"{pre_law[2] * 1e9:.3f} ns * N^2", flush=True)
 
-    # DeepFashion estimate: per-map and per-pair CPU costs at 256x256, the pre-filter's terms
-    # from 128x64 (its N^2 term scaled by the descriptor length).
+    # DeepFashion estimate: per-map CPU costs at 256x256 (exact: both stages, per source);
+    # the pre-filter's N^2 term from the one-group measurement, scaled by the descriptor
+    # length, for the synthetic group balance and for one single group (worst case).
     n256 = r256["n"]
     st = r256["stages"]
-    k_eff = st["pairs_evaluated"] / n256
-    per_pair_cpu = st["exact_cpu"] / max(st["pairs_evaluated"], 1)
-    dim_ratio = r256["descriptor_dim"] / scale[-1]["descriptor_dim"]
+    dim_ratio = r256["descriptor_dim"] / pe["dim"]
+    groups = np.array(list(scale[-1]["groups"].values()), float)
+    balance = float(((groups / groups.sum()) ** 2).sum())
+    entry = pe["ns_per_entry_cpu"] * 1e-9 * dim_ratio
     est = {
         "load": r256["load_s"] / n256 * DEEPFASHION_N,
         "tf_init": r256["tf_init_s"],
         "clothing": st["clothing_cpu"] / n256 * DEEPFASHION_N,
         "descriptors": st["descriptors_cpu"] / n256 * DEEPFASHION_N,
-        "prefilter": (pre_law[1] * DEEPFASHION_N + pre_law[2] * dim_ratio * DEEPFASHION_N ** 2),
-        "exact": per_pair_cpu * k_eff * DEEPFASHION_N / a.workers,
+        "prefilter": entry * balance * DEEPFASHION_N ** 2,
+        "exact": st["exact_cpu"] / n256 * DEEPFASHION_N / a.workers,
     }
     est["total"] = sum(est.values())
+    worst = est["total"] - est["prefilter"] + entry * DEEPFASHION_N ** 2
     print(f"DeepFashion-sized estimate (N={DEEPFASHION_N}, 256x256, top_k={a.top_k}, "
-          f"{a.workers} workers, dedicated cores): "
+          f"prefilter_k={a.prefilter_k}, {a.workers} workers, dedicated cores): "
           + ", ".join(f"{k} {v / 60:.1f} min" for k, v in est.items())
-          + f"; exact {per_pair_cpu * 1e3:.2f} ms CPU per pair, {k_eff:.1f} pairs per map, "
-          f"descriptor length x{dim_ratio:.2f} of 128x64", flush=True)
+          + f" (clothing groups as the synthetic set: sum of squared shares {balance:.3f}; all "
+          f"in one group: total {worst / 60:.1f} min); exact stages "
+          f"{st['exact_cpu'] / n256 * 1e3:.1f} ms CPU per map ({st['coarse_pairs'] / n256:.1f} "
+          f"coarse + {st['pairs_evaluated'] / n256:.1f} full-resolution pairs)", flush=True)
+    est["one_group_total"] = worst
     print(f"bench wall time {time.time() - t_all:.0f} s", flush=True)
-    results = {"scale": scale, "r256": r256, "quality": q, "wall_law": law,
+    results = {"scale": scale, "r256": r256, "quality": q, "prefilter_entry": pe, "wall_law": law,
                "dedicated_law": ded_law, "prefilter_law": pre_law, "deepfashion_estimate_s": est}
     if a.json:
         with open(a.json, "w") as f:

@@ -338,13 +338,18 @@ def test_two_workers_write_the_same_file(tmp_path):
     parsing, keypoints, cloth = _set(8, lowers=("pants", "skirt"))
     names, maps, kp = _arrays(parsing, keypoints)
     types = [cloth[n] for n in names]
+    # With the coarse stage (48x24 -> 24x12), which the workers read from the work folder.
+    settings = pp.SearchSettings(top_k=2, prefilter_k=3, coarse_size=24)
     one, two = str(tmp_path / "one.csv"), str(tmp_path / "two.csv")
-    pp.run_search(names, maps, kp, one, pp.SearchSettings(top_k=3), clothing=types,
-                  chunk_size=2, progress=False)
-    pp.run_search(names, maps, kp, two, pp.SearchSettings(top_k=3), clothing=types,
-                  chunk_size=2, workers=2, progress=False)
+    s1 = pp.run_search(names, maps, kp, one, settings, clothing=types, chunk_size=2,
+                       progress=False)
+    s2 = pp.run_search(names, maps, kp, two, settings, clothing=types, chunk_size=2, workers=2,
+                       progress=False)
+    assert s1["stages"]["coarse_pairs"] == s2["stages"]["coarse_pairs"] > 0
     with open(one, "rb") as f1, open(two, "rb") as f2:
         assert f1.read() == f2.read()
+    want = pp.search(parsing, keypoints, clothing=cloth, settings=settings)
+    assert [(a, b) for a, b, _ in pp.read_pseudo_pairs(one)] == [(a, b) for a, b, _ in want]
 
 
 def test_read_identities_errors_name_row_and_field(tmp_path):
@@ -424,3 +429,40 @@ def test_vote_clothing_majority_per_identity():
     assert pp.vote_clothing(types, ident) == [
         ("short", "pants"), ("short", "pants"), ("short", "pants"),
         ("long", "skirt"), ("short", "skirt"), ("unknown", "unknown")]
+
+
+def test_mode_pool_hand_computed():
+    m = np.array([[1, 1, 2, 3],
+                  [1, 4, 3, 2],
+                  [0, 0, 5, 5],
+                  [7, 7, 5, 6]], np.uint8)[None]
+    # Blocks: {1,1,1,4} -> 1; {2,3,3,2} tie -> 2 (lowest); {0,0,7,7} tie -> 0; {5,5,5,6} -> 5.
+    np.testing.assert_array_equal(pp.mode_pool(m, 2)[0], [[1, 2], [0, 5]])
+    assert pp.coarse_factor(256, 64) == 4 and pp.coarse_factor(128, 64) == 2
+    assert pp.coarse_factor(96, 64) == 1 and pp.coarse_factor(256, 0) == 1
+
+
+def test_coarse_stage_keeps_the_exact_choice_among_its_survivors():
+    parsing, keypoints, cloth = _set(12, lowers=("pants", "skirt"))
+    names, maps, kp = _arrays(parsing, keypoints)
+    settings = pp.SearchSettings(top_k=2, prefilter_k=6, coarse_size=24)  # 48x24 -> 24x12
+    assert pp.candidates_per_source(H, settings) == 6
+    groups = pp._group_ids([cloth[n] for n in names])
+    desc = pp.build_descriptors(maps, kp, settings)
+    cand, _ = pp.prefilter(desc, kp, groups, None, settings, k=6)
+    src = np.arange(len(names))
+    tr = pp._chunk_transforms(kp, src, cand)
+    coarse = pp.mode_pool(maps, 2)
+    rows = pp.rerank(maps, kp, src, cand, tr, settings, coarse)
+    small_kp = np.where(kp >= 0, kp / 2, -1).astype(np.float32)
+    for s, c, cost in rows:
+        ok = cand[s][cand[s] >= 0]
+        # Independent: the coarse costs on the pooled maps, then the full cost of the best two.
+        coarse_costs = pp.eq1_costs(coarse[s], small_kp[s], coarse[ok], small_kp[ok])
+        survivors = ok[np.argsort(coarse_costs, kind="stable")[:2]]
+        full = pp.eq1_costs(maps[s], kp[s], maps[survivors], kp[survivors])
+        assert c == survivors[np.argmin(full)]
+        np.testing.assert_allclose(cost, full.min(), rtol=1e-9)
+    # The same through search() (in-memory path) with these settings.
+    got = pp.search(parsing, keypoints, clothing=cloth, settings=settings)
+    assert [(a, b) for a, b, _ in got] == [(names[s], names[c]) for s, c, _ in rows]

@@ -20,9 +20,11 @@ decision; in short:
   visible limbs. With ``missing_part_penalty`` (default) such a part costs the area of the
   source's part mask, the mirror of what the literal formula already charges when the
   *source* lacks it.
-* **Pre-filter** (:class:`Descriptors`): every part's content resampled into a canonical
-  frame at low resolution, weighted so that an approximate Eq. 1 is one matrix product
-  ``U[s] @ V[c]``; the ``top_k`` candidates of each source are re-ranked by the exact cost.
+* **Candidates** in three stages: (1) every part's content resampled into a canonical frame
+  at low resolution (:class:`Descriptors`), weighted so that an approximate Eq. 1 is one
+  matrix product ``U[s] @ V[c]``, keeps ``prefilter_k`` candidates per source; (2) the exact
+  cost on the maps reduced to a height of about ``coarse_size`` (mode pooling) keeps
+  ``top_k``; (3) the exact cost at the maps' resolution chooses.
 * **Admissible candidates**: another image, same clothing type (:mod:`spt_tf.data.clothing`),
   normalised pose distance (:func:`pose_distances`) of at least ``min_pose_distance``, and,
   when identities are given and ``exclude_same_identity``, another identity.
@@ -31,7 +33,7 @@ Command line (writes ``from,to,cost`` rows; resumable; ``--workers`` processes):
 
     python -m spt_tf.data.pseudo_pairs --config configs/synthetic.py
     python -m spt_tf.data.pseudo_pairs --data_dir D --annotations A.csv --parsing_dir P \\
-        --out pseudo-pairs.csv --workers 2 --top_k 16
+        --out pseudo-pairs.csv --workers 2 [--top_k 8 --prefilter_k 32 --coarse_size 64]
 """
 
 from __future__ import annotations
@@ -503,18 +505,39 @@ def _padded_part_labels(labels: np.ndarray, keypoints: np.ndarray, outside_is_ba
     uni[0, :-1, :-1] = _uniform_blocks(out[0])
     ok[0] = True
     areas[0] = h * w
-    pb, pok = zip(*[_part_boxes(keypoints[None], j) for j in range(1, NUM_PARTS)])
+    # Part geometry of this pose once (the float32 formulas of part_mask_at / geometry).
+    kp = np.asarray(keypoints, _F)
+    vis = present(kp)
+    st = body_scale(kp[None])[0]
+    center, half, head_ok = _head_square(kp)
+    fr = np.array([a for a, _, _ in _LIMBS])
+    to = np.array([b for _, b, _ in _LIMBS])
+    inc = np.array([[c] for _, _, c in _LIMBS], _F)
+    fr2 = kp[fr] + (kp[fr] - kp[to]) * _F(_INC_FROM)
+    to2 = kp[to] + (kp[to] - fr2) * inc
+    hw = _F(_LIMB_HALF_WIDTH) * st
+    limb_ok = vis[fr] & vis[to] & (st > 0)
     for j in range(1, NUM_PARTS):
-        if not pok[j - 1][0]:
-            continue
-        b = pb[j - 1][0]
+        if j == 1:
+            if not head_ok:
+                continue
+            b = (center[0] - half, center[0] + half, center[1] - half, center[1] + half)
+        else:
+            i = j - 2
+            if not limb_ok[i]:
+                continue
+            b = (min(fr2[i, 0], to2[i, 0]) - hw, max(fr2[i, 0], to2[i, 0]) + hw,
+                 min(fr2[i, 1], to2[i, 1]) - hw, max(fr2[i, 1], to2[i, 1]) + hw)
         y0, y1 = max(int(np.floor(b[0])) - 1, 0), min(int(np.ceil(b[1])) + 2, h)
         x0, x1 = max(int(np.floor(b[2])) - 1, 0), min(int(np.ceil(b[3])) + 2, w)
         if y1 <= y0 or x1 <= x0:
             continue
-        yy, xx = np.meshgrid(np.arange(y0, y1, dtype=_F), np.arange(x0, x1, dtype=_F),
-                             indexing="ij")
-        m = part_mask_at(keypoints, j, yy, xx)
+        yy = np.arange(y0, y1, dtype=_F)[:, None]
+        xx = np.arange(x0, x1, dtype=_F)[None, :]
+        if j == 1:
+            m = (np.abs(yy - center[0]) <= half) & (np.abs(xx - center[1]) <= half)
+        else:
+            m = _segment_rect(yy, xx, fr2[i], to2[i], hw)
         if not m.any():
             continue
         out[j, y0 + 2:y1 + 2, x0 + 2:x1 + 2] = np.where(m, labels[y0:y1, x0:x1], _NONE)
@@ -538,6 +561,7 @@ def eq1_costs_pairs(
     missing_part_penalty: bool = True,
     outside_is_background: bool = True,
     pixel_budget: int = 1 << 17,
+    per_part: bool = False,
 ) -> np.ndarray:
     """Exact Eq. 1 costs of many (source, candidate) pairs, vectorised over the pairs.
 
@@ -554,6 +578,7 @@ def eq1_costs_pairs(
         outside the source map is background instead of the warp's zero fill, so that
         framing (where the person sits in the image) does not enter the cost.
       pixel_budget: window pixels evaluated per vectorised step (bounds the memory).
+      per_part: return the [P, 10] terms of the parts (penalties in their part's column).
 
     Returns:
       [P] float64 costs (sums of squared one-hot differences; 0 for identical aligned maps).
@@ -572,7 +597,7 @@ def eq1_costs_pairs(
     if len(pc) != n:
         raise ValueError(f"{n} pair sources for {len(pc)} pair candidates")
     if n == 0:
-        return np.zeros(0)
+        return np.zeros((0, NUM_PARTS) if per_part else 0)
     if transforms is None:
         transforms = transforms_for(src_kp[ps], cand_kp[pc])
     transforms = np.asarray(transforms, _F).reshape(n, NUM_PARTS, 8)
@@ -586,7 +611,7 @@ def eq1_costs_pairs(
     src_area = np.stack([p[3] for p in prep])[plane_of[ps]]
     hp, wp = padded.shape[-2:]
     cand_flat = cand.reshape(-1)
-    costs = np.zeros(n)
+    costs = np.zeros((n, NUM_PARTS))
     full = np.array([0.0, h - 1.0, 0.0, w - 1.0])
     for j in range(NUM_PARTS):
         plane = (plane_of[ps] * NUM_PARTS + j) * (hp * wp)
@@ -628,12 +653,12 @@ def eq1_costs_pairs(
         for r in np.split(np.arange(len(npx)), cuts):
             if len(r):
                 part_runs = (rp[r], ry[r], rx0[r], rx1[r] - rx0[r])
-                costs += _flat_cost(padded, uniform, plane, transforms[:, j], cand_flat, (h, w),
-                                    part_runs, pc, mask_fn, n)
+                costs[:, j] += _flat_cost(padded, uniform, plane, transforms[:, j], cand_flat,
+                                          (h, w), part_runs, pc, mask_fn, n)
     if missing_part_penalty:
         cand_has = part_presence(cand_kp)[pc][:, 1:]
-        costs += ((src_ok[:, 1:] & ~cand_has) * src_area[:, 1:]).sum(-1)
-    return costs
+        costs[:, 1:] += (src_ok[:, 1:] & ~cand_has) * src_area[:, 1:]
+    return costs if per_part else costs.sum(-1)
 
 
 def eq1_costs(
@@ -745,7 +770,12 @@ class SearchSettings:
     """Knobs of the search (``docs/pseudo_pairs.md`` discusses each).
 
     Attributes:
-      top_k: candidates per source kept by the pre-filter and re-ranked by the exact cost.
+      top_k: candidates per source that get the exact cost at the maps' resolution.
+      prefilter_k: candidates per source kept by the descriptor pre-filter; with a coarse
+        stage they get the exact cost at reduced resolution, and its best ``top_k`` go on.
+      coarse_size: the coarse stage works on the maps reduced by the largest power of two
+        that keeps their height >= this (mode pooling; :func:`coarse_factor`); no
+        reduction possible (or 0): no coarse stage, the pre-filter's ``top_k`` go on.
       min_pose_distance: candidates whose normalised pose distance (:func:`pose_distances`,
         in body-scale units) to the source is below this are "the same pose" and excluded.
       exclude_same_identity: with identities given, never pair two images of one identity.
@@ -754,26 +784,35 @@ class SearchSettings:
       torso_cells: rows of the torso descriptor grid (columns follow the aspect ratio).
       limb_cells: (along, across) cells of each limb descriptor.
       head_cells: side of the head descriptor grid.
+      descriptor_rank: (torso, other parts) lengths the descriptor blocks are projected to
+        (principal directions); 0 keeps a block whole.
       block: sources per pre-filter matrix product.
       clothing_vote: when the clothing types are computed from the maps and identities are
         known, each identity's type is the majority of its images' (:func:`vote_clothing`):
         one person wears one outfit, and the views that hide a sleeve are outvoted.
     """
 
-    top_k: int = 16
+    top_k: int = 8
+    prefilter_k: int = 32
+    coarse_size: int = 64
     min_pose_distance: float = 0.1
     exclude_same_identity: bool = True
     missing_part_penalty: bool = True
     outside_is_background: bool = True
-    torso_cells: int = 16
+    torso_cells: int = 24
     limb_cells: tuple[int, int] = (6, 3)
     head_cells: int = 5
+    descriptor_rank: tuple[int, int] = (192, 32)
     block: int = 512
     clothing_vote: bool = True
 
     def __post_init__(self):
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.prefilter_k < self.top_k:
+            raise ValueError(f"prefilter_k ({self.prefilter_k}) must be >= top_k ({self.top_k})")
+        if self.coarse_size < 0:
+            raise ValueError(f"coarse_size must be >= 0, got {self.coarse_size}")
         if self.min_pose_distance < 0:
             raise ValueError(f"min_pose_distance must be >= 0, got {self.min_pose_distance}")
 
@@ -964,24 +1003,13 @@ def build_descriptors(
     fg = (maps != 0).reshape(n, -1).sum(1).astype(_F)
     torso_missing_cost = 2.0 * fg if settings.outside_is_background else np.full(n, h * w, _F)
 
-    d_cross = sum(c * NUM_LABELS for c in cells)
-    dim = d_cross + NUM_PARTS + 3 + (NUM_PARTS - 1)
-    u_all = np.zeros((n, dim), _F)
-    v_all = np.zeros((n, dim), _F)
-    it = range(0, n, batch)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="descriptors", unit="batch")
-    for s0 in it:
-        sl = slice(s0, min(s0 + batch, n))
-        b = sl.stop - sl.start
-        bm = maps[sl].reshape(b, -1)
-        off = 0
-        norms = np.zeros((b, NUM_PARTS), _F)
-        weights = np.zeros((b, NUM_PARTS), _F)
-        cand_norm = np.zeros((b, NUM_PARTS), _F)
+    def blocks(idx):
+        """Per part: one-hot cell means [b, cells * L], weights [b], squared norms [b]."""
+        b = len(idx)
+        bm = np.asarray(maps[idx]).reshape(b, -1)
+        out = []
         for j in range(NUM_PARTS):
-            fj = frames[j][sl]
+            fj = frames[j][idx]
             pts = units[j]
             py = fj[:, 0, 0, None] * pts[None, :, 0] + fj[:, 0, 1, None] * pts[None, :, 1] \
                 + fj[:, 0, 2, None]
@@ -994,19 +1022,47 @@ def build_descriptors(
             lab = np.where(inside, lab, fill[j]).astype(np.int64)
             lab = np.where(lab == _NONE, NUM_LABELS, lab)
             onehot = eye[lab].reshape(b, cells[j], -1, NUM_LABELS).mean(2)  # [b, cells, L]
-            ok = oks[j][sl]
-            onehot = onehot * ok[:, None, None]
+            ok = oks[j][idx]
+            flat = (onehot * ok[:, None, None]).reshape(b, -1)
             det = np.abs(fj[:, 0, 0] * fj[:, 1, 1] - fj[:, 0, 1] * fj[:, 1, 0])
             wj = np.where(ok, det / cells[j], 0).astype(_F)
-            flat = onehot.reshape(b, -1)
-            width = cells[j] * NUM_LABELS
-            u_all[sl, off:off + width] = flat
-            v_all[sl, off:off + width] = -2.0 * wj[:, None] * flat
-            off += width
-            sq = (flat * flat).sum(1)
+            out.append((flat, wj, (flat * flat).sum(1)))
+        return out
+
+    # Projections of each part's cell vectors on their principal directions (uncentred SVD
+    # of a spread sample): the cross terms D_s . D_c become short dot products; the norms
+    # stay exact.
+    ranks = [settings.descriptor_rank[0]] + [settings.descriptor_rank[1]] * (NUM_PARTS - 1)
+    proj = [None] * NUM_PARTS
+    if any(r > 0 for r in ranks):
+        sample = np.unique(np.linspace(0, n - 1, min(n, 2000)).astype(np.int64))
+        for j, (flat, _, _) in enumerate(blocks(sample)):
+            if 0 < ranks[j] < flat.shape[1]:
+                _, _, vt = np.linalg.svd(flat, full_matrices=False)
+                proj[j] = np.ascontiguousarray(vt[:ranks[j]].T, _F)
+    widths = [c * NUM_LABELS if p is None else p.shape[1] for c, p in zip(cells, proj)]
+    dim = sum(widths) + NUM_PARTS + 3 + (NUM_PARTS - 1)
+    u_all = np.zeros((n, dim), _F)
+    v_all = np.zeros((n, dim), _F)
+    it = range(0, n, batch)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="descriptors", unit="batch")
+    for s0 in it:
+        sl = slice(s0, min(s0 + batch, n))
+        b = sl.stop - sl.start
+        off = 0
+        norms = np.zeros((b, NUM_PARTS), _F)
+        weights = np.zeros((b, NUM_PARTS), _F)
+        for j, (flat, wj, sq) in enumerate(blocks(np.arange(sl.start, sl.stop))):
+            if proj[j] is not None:
+                flat = flat @ proj[j]
+            u_all[sl, off:off + widths[j]] = flat
+            v_all[sl, off:off + widths[j]] = -2.0 * wj[:, None] * flat
+            off += widths[j]
             norms[:, j] = sq
             weights[:, j] = wj
-            cand_norm[:, j] = wj * sq
+        cand_norm = weights * norms
         ok0 = oks[0][sl].astype(_F)
         # Source-side scalars: per-part norms, torso ok, torso missing, 1, penalties.
         u_all[sl, off:off + NUM_PARTS] = norms
@@ -1044,6 +1100,7 @@ def prefilter(
     identities: np.ndarray | None,
     settings: SearchSettings,
     progress: bool = False,
+    k: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-K admissible candidates of every source by the approximate cost.
 
@@ -1055,15 +1112,18 @@ def prefilter(
       keypoints: [N, 18, 2].
       groups: [N] clothing group ids.
       identities: [N] identity ids, or None.
-      settings: top_k, min_pose_distance, exclude_same_identity, block.
+      settings: min_pose_distance, exclude_same_identity, block, and ``k``.
       progress: show a tqdm bar.
+      k: candidates per source; default ``settings.prefilter_k`` (or ``top_k`` without a
+        coarse stage, see :func:`candidates_per_source`).
 
     Returns:
       (candidates [N, K] int64, -1 padded; approximate costs [N, K] float32, inf padded),
       each row sorted by approximate cost (ties by index).
     """
     n = len(groups)
-    k = settings.top_k
+    if k is None:
+        k = settings.prefilter_k
     cand = np.full((n, k), -1, np.int64)
     approx = np.full((n, k), np.inf, _F)
     z, vis = normalized_poses(keypoints)
@@ -1100,6 +1160,66 @@ def prefilter(
     return cand, approx
 
 
+def coarse_factor(height: int, coarse_size: int) -> int:
+    """Largest power of two f with ``height // f >= coarse_size`` (1: no coarse stage)."""
+    f = 1
+    while coarse_size > 0 and height // (2 * f) >= coarse_size:
+        f *= 2
+    return f
+
+
+def candidates_per_source(height: int, settings: SearchSettings) -> int:
+    """How many candidates the pre-filter keeps: ``prefilter_k`` with a coarse stage."""
+    return settings.prefilter_k if coarse_factor(height, settings.coarse_size) > 1 else \
+        settings.top_k
+
+
+def mode_pool(maps: np.ndarray, factor: int, batch: int = 1024) -> np.ndarray:
+    """[N, H, W] labels -> [N, H // f, W // f]: the most frequent label of each f x f block.
+
+    Ties go to the lowest label; rows/columns beyond a multiple of ``factor`` are dropped.
+    Pixel ``(i, j)`` of the result sits at ``(i f, j f)`` of the input, the
+    ``spt_tf.geometry`` convention, so keypoints scale by ``1 / f``.
+    """
+    n, h, w = maps.shape
+    hh, ww = h // factor, w // factor
+    out = np.empty((n, hh, ww), np.uint8)
+    for i in range(0, n, batch):
+        m = np.asarray(maps[i:i + batch])[:, :hh * factor, :ww * factor]
+        blocks = m.reshape(len(m), hh, factor, ww, factor).transpose(0, 1, 3, 2, 4)
+        blocks = blocks.reshape(len(m), hh, ww, factor * factor)
+        counts = np.stack([(blocks == lab).sum(-1) for lab in range(NUM_LABELS)], -1)
+        out[i:i + batch] = counts.argmax(-1)
+    return out
+
+
+def _scaled_keypoints(kp: np.ndarray, factor: int) -> np.ndarray:
+    return np.where(present(kp)[..., None], kp / factor, kp).astype(_F)
+
+
+def _scaled_transforms(transforms: np.ndarray, factor: int) -> np.ndarray:
+    """Transforms in pixels of a map reduced by ``factor`` (``geometry.scale_transforms``)."""
+    t = np.array(transforms, _F, copy=True)
+    t[..., 2] /= factor
+    t[..., 5] /= factor
+    return t
+
+
+def _table_costs(maps, keypoints, sources, candidates, transforms, settings):
+    """Exact costs [S, K] (inf where the candidate is -1)."""
+    valid = candidates >= 0
+    table = np.full(candidates.shape, np.inf)
+    if not valid.any():
+        return table
+    row, col = np.nonzero(valid)
+    used_c, inv_c = np.unique(candidates[row, col], return_inverse=True)
+    table[row, col] = eq1_costs_pairs(
+        np.asarray(maps[sources]), keypoints[sources], np.asarray(maps[used_c]),
+        keypoints[used_c], row, inv_c, transforms[row, col], settings.missing_part_penalty,
+        settings.outside_is_background)
+    return table
+
+
 def rerank(
     maps: np.ndarray,
     keypoints: np.ndarray,
@@ -1107,35 +1227,40 @@ def rerank(
     candidates: np.ndarray,
     transforms: np.ndarray,
     settings: SearchSettings,
+    coarse_maps: np.ndarray | None = None,
 ) -> list[tuple[int, int, float]]:
     """Exact Eq. 1 over each source's candidates; the argmin (first on ties).
+
+    With ``coarse_maps`` (the maps reduced by :func:`mode_pool`) and more than ``top_k``
+    candidates, all candidates first get the exact cost at the reduced resolution, and the
+    best ``top_k`` of them (ties in the given order) the exact cost at full resolution,
+    which alone decides.
 
     Args:
       maps: [N, H, W] uint8 (a memory map is fine: only the rows used are read).
       keypoints: [N, 18, 2].
       sources: [S] indices; candidates: [S, K] indices (-1 padded); transforms
-        [S, K, 10, 8] ``part_transforms(source, candidate)``.
-      settings: the cost options.
+        [S, K, 10, 8] ``part_transforms(source, candidate)`` at full resolution.
+      settings: the cost options and ``top_k``.
+      coarse_maps: [N, H / f, W / f] or None.
 
     Returns:
       ``(source, best candidate, cost)`` for the sources with at least one candidate.
     """
     sources = np.asarray(sources, np.int64)
     candidates = np.asarray(candidates, np.int64)
-    valid = candidates >= 0
-    if not valid.any():
-        return []
-    row, col = np.nonzero(valid)
-    used_c, inv_c = np.unique(candidates[row, col], return_inverse=True)
-    costs = eq1_costs_pairs(
-        np.asarray(maps[sources]), keypoints[sources], np.asarray(maps[used_c]),
-        keypoints[used_c], row, inv_c, transforms[row, col], settings.missing_part_penalty,
-        settings.outside_is_background)
-    table = np.full(candidates.shape, np.inf)
-    table[row, col] = costs
+    transforms = np.asarray(transforms, _F)
+    if coarse_maps is not None and candidates.shape[1] > settings.top_k:
+        factor = maps.shape[1] // coarse_maps.shape[1]
+        coarse = _table_costs(coarse_maps, _scaled_keypoints(keypoints, factor), sources,
+                              candidates, _scaled_transforms(transforms, factor), settings)
+        keep = np.argsort(coarse, axis=1, kind="stable")[:, :settings.top_k]
+        candidates = np.take_along_axis(candidates, keep, 1)
+        transforms = np.take_along_axis(transforms, keep[..., None, None], 1)
+    table = _table_costs(maps, keypoints, sources, candidates, transforms, settings)
     out = []
     for i, s in enumerate(sources):
-        if valid[i].any():
+        if (candidates[i] >= 0).any():
             best = int(np.argmin(table[i]))
             out.append((int(s), int(candidates[i, best]), float(table[i, best])))
     return out
@@ -1219,7 +1344,8 @@ def _prepare(maps, kp, names, clothing, identities, settings, progress):
             raise ValueError(f"no identity for {len(missing)} maps, e.g. {missing[0]!r}")
         ids = _group_ids([identities[n] for n in names])
     desc = build_descriptors(maps, kp, settings, progress=progress)
-    return prefilter(desc, kp, groups, ids, settings, progress)
+    return prefilter(desc, kp, groups, ids, settings, progress,
+                     candidates_per_source(maps.shape[1], settings))
 
 
 def search(
@@ -1231,6 +1357,7 @@ def search(
     min_pose_distance: float = SearchSettings.min_pose_distance,
     exclude_same_identity: bool = True,
     settings: SearchSettings | None = None,
+    prefilter_k: int | None = None,
     progress: bool = False,
 ) -> list[tuple[str, str, float]]:
     """Pseudo pairs of an in-memory set: for every map, the admissible Eq. 1 argmin.
@@ -1243,8 +1370,9 @@ def search(
         identities are given, see :func:`vote_clothing`).
       identities: name -> identity; with ``exclude_same_identity`` two images of one
         identity never pair.
-      top_k, min_pose_distance, exclude_same_identity: see :class:`SearchSettings`
-        (ignored when ``settings`` is given).
+      top_k, min_pose_distance, exclude_same_identity, prefilter_k: see
+        :class:`SearchSettings` (ignored when ``settings`` is given; ``prefilter_k``
+        defaults to ``max(32, top_k)``).
       settings: all knobs at once.
       progress: tqdm bars.
 
@@ -1253,16 +1381,21 @@ def search(
       candidate has no row (their number is logged as a warning).
     """
     if settings is None:
-        settings = SearchSettings(top_k=top_k, min_pose_distance=min_pose_distance,
-                                  exclude_same_identity=exclude_same_identity)
+        settings = SearchSettings(
+            top_k=top_k, min_pose_distance=min_pose_distance,
+            exclude_same_identity=exclude_same_identity,
+            prefilter_k=max(SearchSettings.prefilter_k, top_k) if prefilter_k is None
+            else prefilter_k)
     names, maps, kp = _stack_inputs(parsing, keypoints)
     cand, _ = _prepare(maps, kp, names, clothing, identities, settings, progress)
+    factor = coarse_factor(maps.shape[1], settings.coarse_size)
+    coarse = mode_pool(maps, factor) if factor > 1 else None
     sources = np.arange(len(names))
     rows = []
     for s0 in range(0, len(names), 256):
         src = sources[s0:s0 + 256]
         tr = _chunk_transforms(kp, src, cand[src])
-        rows += rerank(maps, kp, src, cand[src], tr, settings)
+        rows += rerank(maps, kp, src, cand[src], tr, settings, coarse)
     _warn_unmatched(len(names) - len(rows))
     return [(names[s], names[c], cost) for s, c, cost in rows]
 
@@ -1334,17 +1467,34 @@ def read_pseudo_pairs(path) -> list[tuple[str, str, float]]:
 _WORKER: dict = {}
 
 
-def _worker_init(maps_path: str, keypoints: np.ndarray, settings: dict) -> None:
+def _worker_init(maps_path: str, coarse_path: str | None, keypoints: np.ndarray,
+                 settings: dict) -> None:
     _WORKER["maps"] = np.load(maps_path, mmap_mode="r")
+    _WORKER["coarse"] = None if coarse_path is None else np.load(coarse_path, mmap_mode="r")
     _WORKER["kp"] = keypoints
+    settings["limb_cells"] = tuple(settings["limb_cells"])
+    settings["descriptor_rank"] = tuple(settings["descriptor_rank"])
     _WORKER["settings"] = SearchSettings(**settings)
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (``VmHWM``, Linux), MB; None where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 def _worker_chunk(task):
     chunk, sources, cands, transforms = task
     t0 = time.process_time()
-    rows = rerank(_WORKER["maps"], _WORKER["kp"], sources, cands, transforms, _WORKER["settings"])
-    return chunk, len(sources), rows, time.process_time() - t0
+    rows = rerank(_WORKER["maps"], _WORKER["kp"], sources, cands, transforms, _WORKER["settings"],
+                  _WORKER["coarse"])
+    return chunk, len(sources), rows, time.process_time() - t0, peak_rss_mb()
 
 
 def run_search(
@@ -1391,8 +1541,9 @@ def run_search(
       Summary dict: ``complete``, ``sources``, ``pairs``, ``unmatched``, ``groups`` (clothing
       type -> count), ``seconds``, ``out``, and ``stages``: wall seconds of this call's
       stages (``clothing``, ``descriptors``, ``prefilter``, ``exact``, ``merge``), their CPU
-      seconds (``*_cpu``; ``exact_cpu`` summed over the worker processes) and
-      ``pairs_evaluated`` (exact costs computed).
+      seconds (``*_cpu``; ``exact_cpu``, both exact stages, summed over the worker
+      processes), ``coarse_pairs`` and ``pairs_evaluated`` (exact costs computed at reduced
+      and at full resolution) and, with workers, ``worker_peak_rss_mb``.
     """
     t0 = time.time()
     stages: dict = {}
@@ -1442,7 +1593,8 @@ def run_search(
         stages["descriptors"] = time.time() - tc
         stages["descriptors_cpu"] = time.process_time() - pc
         tc, pc = time.time(), time.process_time()
-        cand, _ = prefilter(desc, kp, groups, id_arr, settings, progress)
+        cand, _ = prefilter(desc, kp, groups, id_arr, settings, progress,
+                            candidates_per_source(maps.shape[1], settings))
         stages["prefilter"], stages["prefilter_cpu"] = time.time() - tc, time.process_time() - pc
         del desc
         np.save(cand_path + ".tmp.npy", cand)
@@ -1469,15 +1621,32 @@ def run_search(
     def write(c, rows):
         _write_rows(chunk_path[c], [(names[s], names[t], cost) for s, t, cost in rows])
 
+    factor = coarse_factor(maps.shape[1], settings.coarse_size)
+    coarse_path = os.path.join(work_dir, "coarse.npy")
+    coarse = None
+    if pending and factor > 1:
+        tc = time.time()
+        if os.path.exists(coarse_path):
+            coarse = np.load(coarse_path, mmap_mode="r")
+        else:
+            coarse = mode_pool(maps, factor)
+            np.save(coarse_path + ".tmp.npy", coarse)
+            os.replace(coarse_path + ".tmp.npy", coarse_path)
+        stages["coarse_maps"] = time.time() - tc
+
     tc = time.time()
     stages["exact_cpu"] = 0.0
-    stages["pairs_evaluated"] = int(sum((cand[c * chunk_size:(c + 1) * chunk_size] >= 0).sum()
-                                        for c in pending))
+    n_valid = np.concatenate([(cand[c * chunk_size:(c + 1) * chunk_size] >= 0).sum(1)
+                              for c in pending] or [np.zeros(0, np.int64)])
+    coarse_on = coarse_factor(maps.shape[1], settings.coarse_size) > 1
+    stages["coarse_pairs"] = int(n_valid.sum()) if coarse_on else 0
+    stages["pairs_evaluated"] = int(np.minimum(n_valid, settings.top_k).sum()) if coarse_on \
+        else int(n_valid.sum())
     if pending:
         if workers <= 1:
             for c, src, cs, tr in tasks():
                 p0 = time.process_time()
-                write(c, rerank(maps, kp, src, cs, tr, settings))
+                write(c, rerank(maps, kp, src, cs, tr, settings, coarse))
                 stages["exact_cpu"] += time.process_time() - p0
                 if bar is not None:
                     bar.update(len(src))
@@ -1492,10 +1661,14 @@ def run_search(
                     os.replace(maps_path + ".tmp.npy", maps_path)
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(workers, _worker_init,
-                          (maps_path, kp, dataclasses.asdict(settings))) as pool:
-                for c, count, rows, cpu in pool.imap_unordered(_worker_chunk, tasks()):
+                          (maps_path, coarse_path if coarse is not None else None, kp,
+                           dataclasses.asdict(settings))) as pool:
+                for c, count, rows, cpu, rss in pool.imap_unordered(_worker_chunk, tasks()):
                     write(c, rows)
                     stages["exact_cpu"] += cpu
+                    if rss is not None:
+                        stages["worker_peak_rss_mb"] = max(stages.get("worker_peak_rss_mb", 0),
+                                                           rss)
                     if bar is not None:
                         bar.update(count)
     stages["exact"] = time.time() - tc
@@ -1515,7 +1688,8 @@ def run_search(
     stages["merge"] = time.time() - tc
     _warn_unmatched(n - len(rows))
     if not keep_work:
-        for p in chunk_path + [cand_path, meta_path, os.path.join(work_dir, "maps.npy")]:
+        for p in chunk_path + [cand_path, meta_path, coarse_path,
+                               os.path.join(work_dir, "maps.npy")]:
             if os.path.exists(p):
                 os.remove(p)
         if not os.listdir(work_dir):
@@ -1675,7 +1849,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--height", type=int, help="working height (default: config / map size)")
     p.add_argument("--width", type=int, help="working width")
     p.add_argument("--workers", type=int, default=1, help="processes for the exact re-ranking")
-    p.add_argument("--top_k", type=int, default=SearchSettings.top_k)
+    p.add_argument("--top_k", type=int, default=SearchSettings.top_k,
+                   help="candidates per map that get the exact cost at full resolution")
+    p.add_argument("--prefilter_k", type=int, default=SearchSettings.prefilter_k,
+                   help="candidates per map kept by the descriptor pre-filter")
+    p.add_argument("--coarse_size", type=int, default=SearchSettings.coarse_size,
+                   help="height of the coarse exact stage (0: none)")
     p.add_argument("--min_pose_distance", type=float, default=SearchSettings.min_pose_distance)
     p.add_argument("--allow_same_identity", action="store_true",
                    help="let two images of one identity pair (when identities are known)")
@@ -1709,7 +1888,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if not (a.height and a.width):
             p.error("give both --height and --width")
         size = (a.height, a.width)
-    settings = SearchSettings(top_k=a.top_k, min_pose_distance=a.min_pose_distance,
+    settings = SearchSettings(top_k=a.top_k, prefilter_k=a.prefilter_k,
+                              coarse_size=a.coarse_size, min_pose_distance=a.min_pose_distance,
                               exclude_same_identity=not a.allow_same_identity)
     work_dir = os.fspath(out) + ".work"
     os.makedirs(work_dir, exist_ok=True)
