@@ -1,27 +1,44 @@
-"""Throughput of ``geometry.pair_conditioning``: graph mode versus XLA.
+"""Cost of ``geometry.pair_conditioning``: first-call (trace, XLA compile) and throughput.
 
 ``pair_conditioning`` is everything the networks see besides images and
 parsing (two sets of heatmaps and pose masks, the 10 part transforms and the
-part masks); the input pipeline runs it in a batched ``tf.data`` map and the
-training step runs it again for the cycle. For each (batch, height, width) the
-bench traces one ``tf.function`` per mode (``graph``: plain graph mode, Grappler
-and oneDNN; ``xla``: ``jit_compile=True``; ``data_graph`` / ``data_xla``: the same
-function as a batched ``tf.data`` map with prefetch), reports the trace + compile time of
-the first call, then times ``--steps`` calls and reports examples per second of
-wall time and per CPU-second of this process (``time.process_time``; on a
-shared machine the latter is the rate of one whole core times the cores used).
-Each figure is the best of ``--repeats`` runs.
+part masks); the input pipeline runs it in a batched ``tf.data`` map, the
+training step runs it again for the cycle and the exported SavedModel runs it
+per request, so both its first-call cost and its throughput matter.
+
+Two tables:
+
+* first-call cost, per function (``--function``, default ``pair_conditioning``)
+  and case: the number of nodes of the traced graph
+  (``get_concrete_function(...).graph.as_graph_def()``), the trace time of a plain
+  ``tf.function`` (the first trace of the process, then a second trace of a fresh
+  ``tf.function``: the first pays one-off costs such as AutoGraph conversion), and
+  the XLA compile time (first call of a traced ``jit_compile=True`` function minus
+  a steady call);
+* throughput, per mode (``graph``: plain graph mode, Grappler and oneDNN;
+  ``xla``: ``jit_compile=True``; ``data_graph`` / ``data_xla``: the same function
+  as a batched ``tf.data`` map with prefetch): the first call (trace + compile +
+  run), then examples per second of wall time and per CPU-second of this process
+  (``time.process_time``; on a shared machine the latter is the rate of one whole
+  core times the cores used) over ``--steps`` calls, best of ``--repeats`` runs.
+
+``--geometry PATH`` benchmarks another version of ``spt_tf/geometry.py`` (e.g.
+``git show REV:spt_tf/geometry.py > /tmp/old.py``) for before/after figures;
+run each version in its own process (the first trace pays one-off costs).
 
 Usage::
 
   .venv/bin/python bench/bench_geometry.py
   .venv/bin/python bench/bench_geometry.py --case 16x128x64 --case 4x256x256 --steps 50
   .venv/bin/python bench/bench_geometry.py --mode graph --mode xla --mode data_graph --mode data_xla
+  .venv/bin/python bench/bench_geometry.py --mode none --function part_transforms \\
+      --function part_masks --function pose_masks --function pair_conditioning
 
 Inputs: jittered standing people, a different pose per example, fixed seed.
 """
 
 import argparse
+import importlib.util
 import os
 import platform
 import sys
@@ -47,6 +64,37 @@ _POSE = np.array(
 # graph / xla: a tf.function called directly; data_graph / data_xla: the same
 # function as a tf.data map (XLA-compiled functions run inside tf.data maps).
 MODES = ("graph", "xla", "data_graph", "data_xla")
+# Functions of (source, target) keypoints whose first-call cost can be measured.
+FUNCTIONS = ("pair_conditioning", "part_transforms", "part_masks", "pose_masks", "pose_heatmaps")
+
+
+def load_geometry(path):
+    """The module ``spt_tf.geometry``, or the geometry.py at ``path``."""
+    if path is None:
+        return geometry
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--geometry: no file {path}")
+    spec = importlib.util.spec_from_file_location("bench_geometry_alt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_function(geom, name, height, width, sigma=6.0, radius=4.0):
+    """A Python function (source, target) -> tensors for ``name`` in ``FUNCTIONS``."""
+    calls = {
+        "pair_conditioning": lambda s, t: geom.pair_conditioning(s, t, height, width, sigma, radius),
+        "part_transforms": lambda s, t: geom.part_transforms(s, t),
+        "part_masks": lambda s, t: geom.part_masks(t, height, width),
+        "pose_masks": lambda s, t: geom.pose_masks(t, height, width, radius),
+        "pose_heatmaps": lambda s, t: geom.pose_heatmaps(t, height, width, sigma),
+    }
+    call = calls[name]
+
+    def fn(src, tgt):
+        return call(src, tgt)
+
+    return fn
 
 
 def make_keypoints(batch, height, width, seed):
@@ -58,11 +106,37 @@ def make_keypoints(batch, height, width, seed):
     return tf.constant(kp)
 
 
-def bench_case(batch, height, width, mode, steps, repeats, sigma=6.0, radius=4.0):
-    def fn(src, tgt):
-        return geometry.pair_conditioning(src, tgt, height, width, sigma, radius)
+def _fetch(out):
+    tf.nest.map_structure(lambda t: t.numpy(), out)
 
-    fn = tf.function(fn, jit_compile=mode.endswith("xla"))
+
+def first_call_cost(geom, name, batch, height, width):
+    """(graph nodes, first trace s, second trace s, XLA compile s) of one function."""
+    fn = make_function(geom, name, height, width)
+    src = make_keypoints(batch, height, width, 0)
+    tgt = make_keypoints(batch, height, width, 1)
+    traces = []
+    for _ in range(2):  # a fresh tf.function each time: two full traces
+        t0 = time.perf_counter()
+        concrete = tf.function(fn).get_concrete_function(src, tgt)
+        traces.append(time.perf_counter() - t0)
+    nodes = len(concrete.graph.as_graph_def().node)
+    xla = tf.function(fn, jit_compile=True)
+    xla.get_concrete_function(src, tgt)  # trace outside the timed call
+    t0 = time.perf_counter()
+    _fetch(xla(src, tgt))
+    first = time.perf_counter() - t0
+    steady = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _fetch(xla(src, tgt))
+        steady = min(steady, time.perf_counter() - t0)
+    return nodes, traces[0], traces[1], first - steady
+
+
+def bench_case(geom, batch, height, width, mode, steps, repeats):
+    fn = tf.function(make_function(geom, "pair_conditioning", height, width),
+                     jit_compile=mode.endswith("xla"))  # fmt: skip
     src = make_keypoints(batch, height, width, 0)
     tgt = make_keypoints(batch, height, width, 1)
     t0 = time.perf_counter()  # tf.data traces the map when the dataset is built
@@ -78,7 +152,7 @@ def bench_case(batch, height, width, mode, steps, repeats, sigma=6.0, radius=4.0
         def call():
             return fn(src, tgt)
 
-    tf.nest.map_structure(lambda t: t.numpy(), call())
+    _fetch(call())
     first = time.perf_counter() - t0
     best_wall, best_cpu = 0.0, 0.0
     for _ in range(repeats):
@@ -95,22 +169,39 @@ def bench_case(batch, height, width, mode, steps, repeats, sigma=6.0, radius=4.0
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", action="append", help="BATCHxHEIGHTxWIDTH (repeatable)")
-    parser.add_argument("--mode", action="append", choices=MODES, help="default: graph, xla")
+    parser.add_argument("--mode", action="append", choices=MODES + ("none",),
+                        help="throughput modes (default: graph, xla; 'none': skip the table)")
+    parser.add_argument("--function", action="append", choices=FUNCTIONS + ("none",),
+                        help="first-call cost of (default: pair_conditioning; 'none': skip)")
+    parser.add_argument("--geometry", help="path of another geometry.py to benchmark")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args()  # fmt: skip
     cases = [tuple(int(v) for v in c.split("x")) for c in (args.case or ["16x128x64", "4x256x256"])]
-    modes = args.mode or ["graph", "xla"]
+    modes = [m for m in (args.mode or ["graph", "xla"]) if m != "none"]
+    functions = [f for f in (args.function or ["pair_conditioning"]) if f != "none"]
+    geom = load_geometry(args.geometry)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"TF {tf.__version__}, GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
+          f"geometry: {os.path.relpath(geom.__file__, REPO)}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print("| batch | size | mode | first call s | examples/s (wall) | examples/s (CPU-s) |")
-    print("|---:|---|---|---:|---:|---:|")
-    for batch, height, width in cases:
-        for mode in modes:
-            first, wall, cpu = bench_case(batch, height, width, mode, args.steps, args.repeats)
-            print(f"| {batch} | {height}×{width} | {mode} | {first:.1f} | {wall:.0f} | {cpu:.0f} |",
-                  flush=True)  # fmt: skip
+    if functions:
+        print("| function | batch | size | graph nodes | 1st trace s | 2nd trace s | XLA compile s |")
+        print("|---|---:|---|---:|---:|---:|---:|")
+        for batch, height, width in cases:
+            for name in functions:
+                nodes, t1, t2, comp = first_call_cost(geom, name, batch, height, width)
+                print(f"| {name} | {batch} | {height}×{width} | {nodes} | {t1:.1f} | {t2:.1f} | "
+                      f"{comp:.1f} |", flush=True)  # fmt: skip
+    if modes:
+        print("| batch | size | mode | first call s | examples/s (wall) | examples/s (CPU-s) |")
+        print("|---:|---|---|---:|---:|---:|")
+        for batch, height, width in cases:
+            for mode in modes:
+                first, wall, cpu = bench_case(geom, batch, height, width, mode, args.steps,
+                                              args.repeats)  # fmt: skip
+                print(f"| {batch} | {height}×{width} | {mode} | {first:.1f} | {wall:.0f} | "
+                      f"{cpu:.0f} |", flush=True)  # fmt: skip
     print(f"# load average after: {os.getloadavg()[0]:.1f}")
 
 
