@@ -466,3 +466,15 @@ def test_coarse_stage_keeps_the_exact_choice_among_its_survivors():
     # The same through search() (in-memory path) with these settings.
     got = pp.search(parsing, keypoints, clothing=cloth, settings=settings)
     assert [(a, b) for a, b, _ in got] == [(names[s], names[c]) for s, c, _ in rows]
+
+
+def test_top_directions_span_the_leading_subspace():
+    rng = np.random.default_rng(6)
+    # Rank-3 data plus small noise: the 3 directions found must span the true ones.
+    basis = np.linalg.qr(rng.standard_normal((40, 3)))[0]
+    x = rng.standard_normal((300, 3)) * [5.0, 3.0, 2.0] @ basis.T
+    x += 0.01 * rng.standard_normal(x.shape)
+    p = pp._top_directions(x, 3)
+    np.testing.assert_allclose(p.T @ p, np.eye(3), atol=1e-5)
+    # Projection of the true basis on the found subspace keeps (almost) all of it.
+    np.testing.assert_allclose(np.linalg.norm(p.T @ basis, axis=0), 1.0, atol=1e-3)

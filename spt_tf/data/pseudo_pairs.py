@@ -901,6 +901,21 @@ class Descriptors:
         return self.u[sources] @ self.v[candidates].T
 
 
+def _top_directions(x: np.ndarray, rank: int, seed: int = 0) -> np.ndarray:
+    """[d, rank] orthonormal top right-singular directions of x [n, d] (randomised SVD).
+
+    A Gaussian sketch refined by two power iterations, then the SVD of the small [n, rank +
+    16] product: a full LAPACK SVD of x takes minutes on a shared 2-core machine.
+    """
+    x = np.asarray(x, np.float64)
+    k = min(rank + 16, x.shape[1])
+    q = np.linalg.qr(x.T @ (x @ np.random.default_rng(seed).standard_normal((x.shape[1], k))))[0]
+    for _ in range(2):
+        q = np.linalg.qr(x.T @ (x @ q))[0]
+    _, _, vt = np.linalg.svd(x @ q, full_matrices=False)
+    return np.ascontiguousarray((q @ vt.T)[:, :rank], _F)
+
+
 def reference_pose(keypoints: np.ndarray) -> np.ndarray:
     """Per-joint median of the poses with a full torso: the torso descriptor's frame; [18, 2]."""
     kp = np.asarray(keypoints, _F)
@@ -1038,8 +1053,7 @@ def build_descriptors(
         sample = np.unique(np.linspace(0, n - 1, min(n, 2000)).astype(np.int64))
         for j, (flat, _, _) in enumerate(blocks(sample)):
             if 0 < ranks[j] < flat.shape[1]:
-                _, _, vt = np.linalg.svd(flat, full_matrices=False)
-                proj[j] = np.ascontiguousarray(vt[:ranks[j]].T, _F)
+                proj[j] = _top_directions(flat, ranks[j])
     widths = [c * NUM_LABELS if p is None else p.shape[1] for c, p in zip(cells, proj)]
     dim = sum(widths) + NUM_PARTS + 3 + (NUM_PARTS - 1)
     u_all = np.zeros((n, dim), _F)
