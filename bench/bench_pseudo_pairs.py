@@ -100,7 +100,7 @@ def one_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -
         "pairs": s["pairs"], "unmatched": s["unmatched"],
         "same_type_fraction": float(np.mean(same)) if same else float("nan"),
         "peak_rss_mb": self_rss, "peak_worker_rss_mb": kids_rss,
-        "descriptor_dim": int(pp.build_descriptors(maps[:2], kp[:2], pp.SearchSettings(),
+        "descriptor_dim": int(pp.build_descriptors(maps[:400], kp[:400], pp.SearchSettings(),
                                                    reference=pp.reference_pose(kp)).u.shape[1]),
         "groups": s["groups"],
     }
@@ -316,6 +316,20 @@ def main(argv=None):
           f"{st['exact_cpu'] / n256 * 1e3:.1f} ms CPU per map ({st['coarse_pairs'] / n256:.1f} "
           f"coarse + {st['pairs_evaluated'] / n256:.1f} full-resolution pairs)", flush=True)
     est["one_group_total"] = worst
+    # Memory: the parent's peak does not grow with N beyond the descriptors (2 N D float32),
+    # the candidates (N prefilter_k int64) and a pre-filter block; the maps are a memory map
+    # (file-backed pages); each worker holds one group of sources and their candidates.
+    grow = DEEPFASHION_N * (2 * r256["descriptor_dim"] * 4 + a.prefilter_k * 8)
+    block = pp.SearchSettings.block * DEEPFASHION_N * 4 * 6
+    mem = {"parent_mb": r256["peak_rss_mb"] + (grow + block) / 2 ** 20,
+           "workers_mb": a.workers * r256["peak_worker_rss_mb"],
+           "maps_file_mb": DEEPFASHION_N * 256 * 256 / 2 ** 20}
+    print(f"DeepFashion-sized memory estimate: parent {mem['parent_mb']:.0f} MB (measured "
+          f"{r256['peak_rss_mb']:.0f} MB at 600 maps + descriptors, candidates and one "
+          f"one-group pre-filter block), workers {a.workers} x {r256['peak_worker_rss_mb']:.0f} "
+          f"MB, maps memory-mapped from a {mem['maps_file_mb']:.0f} MB file (page cache)",
+          flush=True)
+    est["memory"] = mem
     print(f"bench wall time {time.time() - t_all:.0f} s", flush=True)
     results = {"scale": scale, "r256": r256, "quality": q, "prefilter_entry": pe, "wall_law": law,
                "dedicated_law": ded_law, "prefilter_law": pre_law, "deepfashion_estimate_s": est}

@@ -478,3 +478,18 @@ def test_top_directions_span_the_leading_subspace():
     np.testing.assert_allclose(p.T @ p, np.eye(3), atol=1e-5)
     # Projection of the true basis on the found subspace keeps (almost) all of it.
     np.testing.assert_allclose(np.linalg.norm(p.T @ basis, axis=0), 1.0, atol=1e-3)
+
+
+def test_rerank_in_groups_equals_one_call(monkeypatch):
+    parsing, keypoints, cloth = _set(10, lowers=("pants", "skirt"))
+    names, maps, kp = _arrays(parsing, keypoints)
+    settings = pp.SearchSettings(top_k=2, prefilter_k=4, coarse_size=24)
+    desc = pp.build_descriptors(maps, kp, settings)
+    cand, _ = pp.prefilter(desc, kp, pp._group_ids([cloth[n] for n in names]), None, settings,
+                           k=4)
+    src = np.arange(len(names))
+    tr = pp._chunk_transforms(kp, src, cand)
+    coarse = pp.mode_pool(maps, 2)
+    whole = pp.rerank(maps, kp, src, cand, tr, settings, coarse)
+    monkeypatch.setattr(pp, "_RERANK_GROUP", 3)
+    assert pp.rerank(maps, kp, src, cand, tr, settings, coarse) == whole

@@ -1234,6 +1234,9 @@ def _table_costs(maps, keypoints, sources, candidates, transforms, settings):
     return table
 
 
+_RERANK_GROUP = 64  # sources per exact-cost call (bounds a worker's memory)
+
+
 def rerank(
     maps: np.ndarray,
     keypoints: np.ndarray,
@@ -1262,6 +1265,14 @@ def rerank(
       ``(source, best candidate, cost)`` for the sources with at least one candidate.
     """
     sources = np.asarray(sources, np.int64)
+    if len(sources) > _RERANK_GROUP:
+        # Sources in groups: the per-source part planes of a group are held at once.
+        out = []
+        for g in range(0, len(sources), _RERANK_GROUP):
+            sl = slice(g, g + _RERANK_GROUP)
+            out += rerank(maps, keypoints, sources[sl], candidates[sl], transforms[sl], settings,
+                          coarse_maps)
+        return out
     candidates = np.asarray(candidates, np.int64)
     transforms = np.asarray(transforms, _F)
     if coarse_maps is not None and candidates.shape[1] > settings.top_k:
