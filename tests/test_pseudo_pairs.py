@@ -493,3 +493,24 @@ def test_rerank_in_groups_equals_one_call(monkeypatch):
     whole = pp.rerank(maps, kp, src, cand, tr, settings, coarse)
     monkeypatch.setattr(pp, "_RERANK_GROUP", 3)
     assert pp.rerank(maps, kp, src, cand, tr, settings, coarse) == whole
+
+
+def test_cli_with_a_config_file(synthetic_set, tmp_path):
+    out = str(tmp_path / "from-config.csv")
+    cfg = tmp_path / "cfg.py"
+    cfg.write_text(
+        "from configs import testing\n\n\n"
+        "def get_config():\n"
+        "    c = testing.get_config()\n"
+        f"    c.data.root = {synthetic_set!r}\n"
+        "    c.data.height, c.data.width = 64, 32  # maps are 128x64: resized with keypoints\n"
+        f"    c.data.pseudo_pairs = {out!r}\n"
+        "    c.data.identities = 'identities.csv'\n"
+        "    return c\n")
+    summary = pp.main(["--config", str(cfg), "--top_k", "2", "--prefilter_k", "6",
+                       "--coarse_size", "32", "--no_progress"])
+    assert summary["complete"] and summary["out"] == out
+    assert summary["stages"]["coarse_pairs"] > 0  # 64x32 -> 32x16 coarse stage
+    rows = pp.read_pseudo_pairs(out)
+    ident = pp.read_identities(os.path.join(synthetic_set, "identities.csv"))
+    assert len(rows) > 0.8 * summary["sources"] and all(ident[a] != ident[b] for a, b, _ in rows)
