@@ -109,7 +109,10 @@ def one_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -
 def subprocess_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", str(n), "--one_data", data_dir,
            "--workers", str(workers), "--top_k", str(top_k), "--prefilter_k", str(prefilter_k)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    # One BLAS thread: on a shared machine OpenBLAS's spinning threads inflate both wall and
+    # CPU time many times over; the exact stage's processes do no BLAS work anyway.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise SystemExit(f"run N={n} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -904,14 +904,14 @@ class Descriptors:
 def _top_directions(x: np.ndarray, rank: int, seed: int = 0) -> np.ndarray:
     """[d, rank] orthonormal top right-singular directions of x [n, d] (randomised SVD).
 
-    A Gaussian sketch refined by two power iterations, then the SVD of the small [n, rank +
+    A Gaussian sketch refined by one power iteration, then the SVD of the small [n, rank +
     16] product: a full LAPACK SVD of x takes minutes on a shared 2-core machine.
     """
-    x = np.asarray(x, np.float64)
+    x = np.asarray(x, _F)
     k = min(rank + 16, x.shape[1])
-    q = np.linalg.qr(x.T @ (x @ np.random.default_rng(seed).standard_normal((x.shape[1], k))))[0]
-    for _ in range(2):
-        q = np.linalg.qr(x.T @ (x @ q))[0]
+    omega = np.random.default_rng(seed).standard_normal((x.shape[1], k)).astype(_F)
+    q = np.linalg.qr(x.T @ (x @ omega))[0]
+    q = np.linalg.qr(x.T @ (x @ q))[0]
     _, _, vt = np.linalg.svd(x @ q, full_matrices=False)
     return np.ascontiguousarray((q @ vt.T)[:, :rank], _F)
 
@@ -1045,12 +1045,12 @@ def build_descriptors(
         return out
 
     # Projections of each part's cell vectors on their principal directions (uncentred SVD
-    # of a spread sample): the cross terms D_s . D_c become short dot products; the norms
-    # stay exact.
+    # of a spread sample of 1,000 maps): the cross terms D_s . D_c become short dot
+    # products; the norms stay exact.
     ranks = [settings.descriptor_rank[0]] + [settings.descriptor_rank[1]] * (NUM_PARTS - 1)
     proj = [None] * NUM_PARTS
     if any(r > 0 for r in ranks):
-        sample = np.unique(np.linspace(0, n - 1, min(n, 2000)).astype(np.int64))
+        sample = np.unique(np.linspace(0, n - 1, min(n, 1000)).astype(np.int64))
         for j, (flat, _, _) in enumerate(blocks(sample)):
             if 0 < ranks[j] < flat.shape[1]:
                 proj[j] = _top_directions(flat, ranks[j])
