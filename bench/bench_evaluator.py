@@ -50,8 +50,9 @@ def _prepare(work, height, width, batch, identities, poses):
 
     root = os.path.join(work, f"data_{height}x{width}_{identities}x{poses}")
     export = os.path.join(work, f"export_{height}x{width}")
-    if not os.path.isdir(export):
+    if not os.path.isdir(root):
         synthetic.generate(root, identities, poses, height, width, seed=0, test_fraction=0.5)
+    if not os.path.isdir(export):
         hs, ha, _ = evaluator._build_generators_and_detector(_config(root, height, width, batch))
         module.save_atomically(
             module.SPTExportModule(hs, ha, _config(root, height, width, batch)), export

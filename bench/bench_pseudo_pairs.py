@@ -96,7 +96,8 @@ def one_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -
     kids_rss = s["stages"].get("worker_peak_rss_mb", 0.0)
     return {
         "n": n, "height": int(maps.shape[1]), "width": int(maps.shape[2]), "workers": workers,
-        "top_k": top_k, "prefilter_k": prefilter_k, "load_s": t_load, "tf_init_s": t_tf, "search_s": s["seconds"], "stages": s["stages"],
+        "top_k": top_k, "prefilter_k": prefilter_k, "load_s": t_load, "tf_init_s": t_tf,
+        "search_s": s["seconds"], "stages": s["stages"],
         "pairs": s["pairs"], "unmatched": s["unmatched"],
         "same_type_fraction": float(np.mean(same)) if same else float("nan"),
         "peak_rss_mb": self_rss, "peak_worker_rss_mb": kids_rss,
@@ -247,8 +248,9 @@ def main(argv=None):
               f"apart (clothing {st['clothing']:.1f}, "
               f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
               f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
-              f"{st['pairs_evaluated']} full pairs], merge {st['merge']:.2f}); load {r['load_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f}"
-              f" MB + workers {r['peak_worker_rss_mb']:.0f} MB; same clothing "
+              f"{st['pairs_evaluated']} full pairs], merge {st['merge']:.2f}); load "
+              f"{r['load_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f} MB + workers "
+              f"{r['peak_worker_rss_mb']:.0f} MB; same clothing "
               f"{r['same_type_fraction']:.3f}; unmatched {r['unmatched']}", flush=True)
     r256 = subprocess_run(d256, 600, a.workers, a.top_k, a.prefilter_k)
     st = r256["stages"]

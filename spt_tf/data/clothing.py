@@ -10,8 +10,8 @@ is read off the parsing map along the limbs, so it needs no extra annotation:
   arm (shoulder -> elbow, 20-90 %) with more than 70 % is ``long``; otherwise an upper arm
   with more than 48 % garment is ``short``; otherwise ``sleeveless``. Samples inside the torso
   quadrilateral (shoulders, hips) are skipped: an arm behind or across the torso would
-  count the torso's garment as a sleeve. Both arms are pooled. No forearm visible and a covered upper arm
-  cannot tell short from long: ``unknown``; no arm visible: ``unknown``.
+  count the torso's garment as a sleeve. Both arms are pooled. No forearm visible and a
+  covered upper arm cannot tell short from long: ``unknown``; no arm visible: ``unknown``.
 * **lower garment** (``pants`` / ``shorts`` / ``skirt`` / ``dress``): the ``skirt`` label
   holding most of the lower-garment pixels (``pants`` + ``skirt``) is ``skirt``. Otherwise,
   with ``pants`` pixels, the same coverage test on the shins (knee -> ankle, 20-90 %,

@@ -187,20 +187,6 @@ def _head_squares(kp: np.ndarray):
     return center.astype(_F), _F(_HEAD_HALF_SIDE) * body_scale(kp), n > 0
 
 
-def _part_boxes(kp: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray]:
-    """Float boxes [K, 4] (y0, y1, x0, x1) of the part masks of K poses, and ok [K]."""
-    if part == 1:
-        c, half, ok = _head_squares(kp)
-        return np.stack([c[:, 0] - half, c[:, 0] + half, c[:, 1] - half, c[:, 1] + half], 1), ok
-    fr, to, inc = _LIMBS[part - 2]
-    st = body_scale(kp)
-    p0, p1, hw = _limb_rect(kp[:, fr], kp[:, to], st[:, None], inc)
-    ys = np.stack([p0[:, 0] - hw[:, 0], p0[:, 0] + hw[:, 0], p1[:, 0] - hw[:, 0], p1[:, 0] + hw[:, 0]])
-    xs = np.stack([p0[:, 1] - hw[:, 0], p0[:, 1] + hw[:, 0], p1[:, 1] - hw[:, 0], p1[:, 1] + hw[:, 0]])
-    ok = part_presence(kp)[:, part]
-    return np.stack([ys.min(0), ys.max(0), xs.min(0), xs.max(0)], 1), ok
-
-
 # ---------------------------------------------------------------- the exact cost
 
 
@@ -233,15 +219,6 @@ def transforms_for(source_keypoints: np.ndarray, candidate_keypoints: np.ndarray
     for i in range(0, len(src), batch):
         out[i:i + batch] = _TRANSFORMS_FN(src[i:i + batch], cand[i:i + batch]).numpy()
     return out
-
-
-def _label_box(labels: np.ndarray):
-    """(y0, y1, x0, x1) inclusive float box of the non-zero pixels, or None."""
-    rows = np.nonzero(labels.any(1))[0]
-    if not len(rows):
-        return None
-    cols = np.nonzero(labels.any(0))[0]
-    return float(rows[0]), float(rows[-1]), float(cols[0]), float(cols[-1])
 
 
 def _fg_hull(labels: np.ndarray, margin: float) -> np.ndarray | None:
