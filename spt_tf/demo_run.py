@@ -53,6 +53,15 @@ def _results_figure(config, export_path: str, out_png: str, n: int = 6) -> None:
     cv2.imwrite(out_png, grid[..., ::-1])
 
 
+def _peak_rss_gb() -> float:
+    """Peak resident memory of this process or its largest finished child (GB)."""
+    import resource
+
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # fmt: skip
+    return kb / 2**20
+
+
 def run(workdir: str) -> dict:
     """Runs the whole demo; returns a summary (also written to WORKDIR/demo.json)."""
     from spt_tf.data import pseudo_pairs, synthetic
@@ -100,9 +109,11 @@ def run(workdir: str) -> dict:
     _results_figure(config, path, results)
     summary["results_figure"] = results
     summary["seconds"] = time.time() - t0
+    summary["peak_rss_gb"] = _peak_rss_gb()
     with open(os.path.join(workdir, "demo.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
-    print(f"\nDemo finished in {summary['seconds'] / 60:.1f} min.")
+    print(f"\nDemo finished in {summary['seconds'] / 60:.1f} min, peak memory "
+          f"{summary['peak_rss_gb']:.2f} GB (largest process).")
     print(f"  synthetic data and sample figure: {data_dir}, {figure}")
     print(f"  TensorBoard logs:                 tensorboard --logdir {os.path.join(train_dir, 'tensorboard')}")
     print(f"  SavedModel:                       {path}")
