@@ -82,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Pose detector P: ResNet blocks and base width.
     m.pose_blocks = 6
     m.pose_filters = 32
+    # Human parser (the `parser` stage, custom photos without a parsing map): U-Net of
+    # the generators' depth whose base filters 64,128,256,512,... are multiplied by this.
+    m.parser_width_multiplier = 0.5
     # VGG16 weights for the content/style features: "imagenet", a file, or "" (random).
     m.vgg_weights = "imagenet"
 
@@ -117,6 +120,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Progressive 256 generator only: local enhancer fading in alone, then everything.
     t.progressive_local_steps = 10000
     t.progressive_all_steps = 10000
+    # The human parser's stage (`--stage=parser`; not part of Algorithm 1 nor of `all`).
+    t.parser_steps = 20000
+    # Adam learning rate of the parser stage (beta_1 0.9, beta_2 0.999: no adversarial game).
+    t.parser_learning_rate = 1e-3
     # Steps over which the local enhancer's alpha ramps from 0 to 1.
     t.fade_steps = 5000
     # Adam.

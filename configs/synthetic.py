@@ -15,6 +15,7 @@ def get_config():
     c.model.face_crop_size = 16
     c.model.pose_blocks = 3
     c.model.pose_filters = 16
+    c.model.parser_width_multiplier = 0.25
     c.model.vgg_weights = ""  # no download on the demo machine; logged loudly
     c.loss.lambda_pose = 10.0
     c.loss.lambda_cont = 0.03
@@ -24,6 +25,7 @@ def get_config():
     c.train.semantic_steps = 250
     c.train.appearance_steps = 250
     c.train.joint_steps = 100
+    c.train.parser_steps = 300
     c.train.checkpoint_every = 100
     c.train.log_every = 10
     c.train.image_every = 100

@@ -21,6 +21,7 @@ def get_config():
     c.model.face_crop_size = 8
     c.model.pose_blocks = 1
     c.model.pose_filters = 8
+    c.model.parser_width_multiplier = 0.125
     c.model.vgg_weights = ""
     c.train.batch_size = 4
     c.train.pose_detector_steps = 2
@@ -29,6 +30,7 @@ def get_config():
     c.train.joint_steps = 2
     c.train.progressive_local_steps = 2
     c.train.progressive_all_steps = 2
+    c.train.parser_steps = 2
     c.train.fade_steps = 2
     c.train.checkpoint_every = 1
     c.train.log_every = 1

@@ -125,6 +125,7 @@ def test_build_models_follows_the_config():
 
 # Pinned per named config (configs/spt.py DATASETS). A change here is an architecture change:
 # update deliberately. Progressive deepfashion H_A (61.6 M) is close to the release's 61.5 M.
+# The human parser (the `parser` stage, not in the paper) has its own width (model.parser_width_multiplier).
 PINNED_PARAMS = {
     "testing": {
         "semantic_generator": 305_786,
@@ -132,6 +133,7 @@ PINNED_PARAMS = {
         "semantic_discriminator": 14_441,
         "appearance_discriminator": 12_521,
         "pose_detector": 38_490,
+        "human_parser": 172_698,
         "face_discriminator": 11_241,
     },
     "synthetic": {
@@ -140,6 +142,7 @@ PINNED_PARAMS = {
         "semantic_discriminator": 707_489,
         "appearance_discriminator": 699_809,
         "pose_detector": 284_834,
+        "human_parser": 1_472_298,
         "face_discriminator": 694_689,
     },
     "market": {
@@ -148,6 +151,7 @@ PINNED_PARAMS = {
         "semantic_discriminator": 2_791_233,
         "appearance_discriminator": 2_775_873,
         "pose_detector": 1_990_450,
+        "human_parser": 9_024_074,
     },
     "deepfashion": {
         "semantic_generator": 82_114_442,
@@ -155,6 +159,7 @@ PINNED_PARAMS = {
         "semantic_discriminator": 2_791_233,
         "appearance_discriminator": 2_775_873,
         "pose_detector": 1_990_450,
+        "human_parser": 12_170_826,
         "face_discriminator": 2_765_633,
     },
 }

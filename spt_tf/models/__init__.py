@@ -8,6 +8,8 @@ Builders take an ``ml_collections`` config (``configs/base.py``: ``model.*``,
   :class:`ProgressiveAppearanceGenerator` with ``model.progressive``)
 * :func:`build_discriminator` -> :class:`PatchDiscriminator` (D_S, D_A, D_face)
 * :func:`build_pose_detector` -> P (:class:`PoseDetector`)
+* :func:`build_human_parser` -> the human parser (:class:`HumanParser`; the
+  ``parser`` stage, apart from Algorithm 1)
 * :func:`build_vgg` -> frozen VGG16 relu2_1 (Λ)
 * :func:`build_models` -> all of them but VGG, in a dict.
 
@@ -29,6 +31,7 @@ from spt_tf.models.generators import (
     UNetDecoder,
     UNetEncoder,
 )
+from spt_tf.models.human_parser import HumanParser
 from spt_tf.models.layers import (
     DeformableSkip,
     DownBlock,
@@ -44,6 +47,7 @@ __all__ = [
     "AppearanceGenerator",
     "DeformableSkip",
     "DownBlock",
+    "HumanParser",
     "InstanceNormSingle",
     "PatchDiscriminator",
     "PoseDetector",
@@ -57,6 +61,7 @@ __all__ = [
     "build_appearance_generator",
     "build_discriminator",
     "build_models",
+    "build_human_parser",
     "build_network",
     "build_pose_detector",
     "build_semantic_generator",
@@ -112,6 +117,18 @@ def build_pose_detector(config) -> PoseDetector:
     return PoseDetector(filters=m.pose_filters, num_blocks=m.pose_blocks, norm=m.norm)
 
 
+def build_human_parser(config) -> HumanParser:
+    """The human parser at ``data.height x data.width`` (``model.parser_width_multiplier``, ``num_labels``, ``norm``)."""
+    m = config.model
+    return HumanParser(
+        config.data.height,
+        config.data.width,
+        num_labels=m.num_labels,
+        width_multiplier=m.parser_width_multiplier,
+        norm=m.norm,
+    )
+
+
 def build_vgg(config) -> keras.Model:
     """Frozen VGG16 relu2_1 with ``model.vgg_weights`` ("imagenet", a file, or "" = random, logged)."""
     return build_vgg_features(config.model.vgg_weights)
@@ -132,7 +149,8 @@ def build_models(config) -> dict[str, keras.Model]:
 
     Keys: ``semantic_generator``, ``appearance_generator``,
     ``semantic_discriminator``, ``appearance_discriminator``,
-    ``face_discriminator`` (only when ``model.face_crop_size > 0``), ``pose_detector``.
+    ``face_discriminator`` (only when ``model.face_crop_size > 0``), ``pose_detector``,
+    ``human_parser``.
     """
     channels = discriminator_channels(config)
     models = {
@@ -145,6 +163,7 @@ def build_models(config) -> dict[str, keras.Model]:
             config, channels["appearance_discriminator"], name="appearance_discriminator"
         ),
         "pose_detector": build_pose_detector(config),
+        "human_parser": build_human_parser(config),
     }
     if config.model.face_crop_size > 0:
         models["face_discriminator"] = build_discriminator(
@@ -173,6 +192,7 @@ def input_shapes(config) -> dict[str, object]:
         "appearance_discriminator": (h, w, channels["appearance_discriminator"]),
         "face_discriminator": (face, face, channels["face_discriminator"]),
         "pose_detector": (h, w, 3),
+        "human_parser": (h, w, 3),
         "vgg": (h, w, 3),
     }  # fmt: skip
 
