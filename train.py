@@ -1,8 +1,10 @@
 """Trains SPT: `python train.py --config=configs/spt.py:synthetic --workdir=runs/x --stage=all`.
 
 Stages (Algorithm 1): pose_detector, semantic (H_S on pseudo pairs), appearance
-(H_A with H_S frozen), joint (end to end), or all of them in order. Any config
-field can be overridden: `--config.train.batch_size=8`.
+(H_A with H_S frozen), joint (end to end), or all of them in order. `parser`
+trains the human parser for custom photos on its own (not part of Algorithm 1:
+`all` does not run it). Any config field can be overridden:
+`--config.train.batch_size=8`.
 """
 
 from absl import app, flags, logging
@@ -13,7 +15,8 @@ from spt_tf.training import loop
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/spt.py:synthetic", "Config file (and argument).",
                                           lock_config=True)
 flags.DEFINE_string("workdir", None, "Output directory (checkpoints, TensorBoard, resolved config).")
-flags.DEFINE_enum("stage", "all", list(loop.ALL_STAGES) + ["all"], "Stage of Algorithm 1 to run.")
+flags.DEFINE_enum("stage", "all", list(loop.ALL_STAGES) + ["all"],
+                  "Stage of Algorithm 1 to run, all of them, or parser (the human parser, apart).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 

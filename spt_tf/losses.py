@@ -17,6 +17,7 @@ Paper equation -> function:
   * Eq. 3, 5 (adversarial): :func:`generator_loss`, :func:`discriminator_loss`
     (``"lsgan"`` or ``"vanilla"``) on PatchGAN outputs ``[B, h, w, 1]``.
   * Eq. 6 (pose): :func:`pose_loss`; the detector P itself: :func:`pose_detector_loss`.
+  * The human parser (not in the paper; the ``parser`` stage): :func:`parser_loss`.
   * Eq. 7 (content): :func:`content_loss`.
   * Eq. 8 (semantic-aware style): :func:`semantic_style_loss` (with
     :func:`gram_matrix`); ablations: :func:`mask_style_loss` (Baseline),
@@ -278,6 +279,24 @@ def pose_detector_loss(pred: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
       target: [B, H, W, 18] Gaussian pose maps in [0, 1] (``geometry.pose_heatmaps``).
     """
     return _mean_per_example(tf.square(_f32(pred) - _f32(target)))
+
+
+def parser_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Training loss of the human parser: per-pixel cross entropy, mean over H x W, [B].
+
+    Computed from the logits (a stable log-softmax), not from clipped
+    probabilities as :func:`weighted_cross_entropy` must (H_S outputs a softmax);
+    every pixel weighs the same (a parser must also get the background right).
+
+    Args:
+      labels: [B, H, W] integer label map, values in [0, L).
+      logits: [B, H, W, L] the parser's logits.
+
+    Returns:
+      [B] float32, >= 0.
+    """
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=_f32(logits))
+    return _mean_per_example(ce)
 
 
 def content_loss(features_a: tf.Tensor, features_b: tf.Tensor) -> tf.Tensor:

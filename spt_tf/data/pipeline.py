@@ -1,4 +1,5 @@
-"""tf.data input pipelines: unpaired training, pseudo pairs for H_S, test pairs.
+"""tf.data input pipelines: unpaired training, pseudo pairs for H_S, test pairs
+(and images with their heatmaps for P, with their parsing for the human parser).
 
 The file index is read and validated in Python once (names, keypoints, paths:
 every missing file or bad row is an error naming it); decoding, resizing and
@@ -383,4 +384,47 @@ def pose_dataset(config, input_context=None, seed: int | None = None) -> tf.data
         return out
 
     ds = ds.map(heat, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))
+
+
+def parsing_dataset(config, split: str = "train", input_context=None, seed: int | None = None,
+                    batch_size: int | None = None, training: bool | None = None) -> tf.data.Dataset:  # fmt: skip
+    """Images and their parsing maps, for the human parser (``--stage=parser``).
+
+    Args:
+      config: the run config (data.*, train.batch_size, eval.batch_size).
+      split: "train" or "test".
+      input_context: from ``strategy.distribute_datasets_from_function``.
+      seed: shuffling seed (default config.train.seed).
+      batch_size: the evaluation batch size (default ``eval.batch_size``).
+      training: True: infinite, shuffled, batches of the per-replica
+        ``train.batch_size`` (remainder dropped), random horizontal flips with
+        ``data.flip`` (left/right labels swapped); False: one finite pass in
+        file order, batches of ``batch_size``. Default: True for "train".
+
+    Returns:
+      Batched dicts: ``image`` float32 [B, H, W, 3] in [-1, 1], ``parsing``
+      uint8 [B, H, W], ``keypoints``, ``name``.
+    """
+    index = load_index(config, split)
+    loader = _Loader(config, index)
+    ds = tf.data.Dataset.range(len(index))
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if not (split == "train" if training is None else training):
+        ds = ds.map(loader, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(int(batch_size or config.eval.batch_size))
+        return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))
+    seed = int(config.train.seed if seed is None else seed)
+    ds = ds.shuffle(min(len(index), int(config.data.shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat()
+
+    def load(i):
+        ex = loader(i)
+        if config.data.flip:
+            ex = tf.cond(tf.random.uniform([]) < 0.5, lambda: _flip(ex), lambda: ex)
+        return ex
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.data.deterministic)
+    ds = ds.batch(_per_replica_batch(config, input_context), drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))

@@ -8,6 +8,11 @@ and SIGTERM/SIGINT handling (checkpoint, then a clean exit).
 
 Stages start from the previous stages' checkpoints (the networks they need),
 and resume from their own latest checkpoint at its step with optimizer state.
+
+The ``parser`` stage trains the human parser for custom photos (issue #8). It
+is not part of Algorithm 1: ``--stage all`` never runs it, it needs no other
+stage, and it builds, checkpoints and restores the parser alone
+(:class:`ParserNetworks`); its checkpoints hold nothing else.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tqdm import tqdm
 from spt_tf import geometry, labels
 from spt_tf import models as spt_models
 from spt_tf.data import pipeline
+from spt_tf.evaluation import human_parser as parser_eval
 from spt_tf.training import stages as stages_lib
 from spt_tf.training import strategy as strategy_lib
 
@@ -34,7 +40,9 @@ STAGES = ("pose_detector", "semantic", "appearance", "joint")
 # With model.progressive (DeepFashion 256): appearance and joint train the global
 # generator (alpha 0), then the local enhancer fades in alone, then everything.
 PROGRESSIVE_STAGES = ("progressive_local", "progressive_all")
-ALL_STAGES = STAGES + PROGRESSIVE_STAGES
+# The human parser: run on its own (`--stage parser`), never by `--stage all`.
+PARSER_STAGE = "parser"
+ALL_STAGES = STAGES + PROGRESSIVE_STAGES + (PARSER_STAGE,)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,7 +54,10 @@ class Interrupted(Exception):
 
 
 def stages_for(config, stage: str) -> tuple[str, ...]:
-    """The stages `--stage` runs, given the ablation (`train.ablation`)."""
+    """The stages `--stage` runs, given the ablation (`train.ablation`).
+
+    "all" is Algorithm 1 (never the parser stage, which is run by name).
+    """
     if stage != "all":
         if stage not in ALL_STAGES:
             raise ValueError(f"--stage must be one of {ALL_STAGES + ('all',)}, got {stage!r}")
@@ -71,7 +82,23 @@ def write_config(config, workdir: str) -> str:
     return path
 
 
-class Networks:
+class _NetworkSet:
+    """A set of networks saved in checkpoints as path-keyed variable maps."""
+
+    def models(self) -> dict:
+        raise NotImplementedError
+
+    def trackables(self, names=None) -> dict:
+        """Checkpoint children: each network's variables keyed by their path.
+
+        Keras 3 layers held in Python lists are not children in TF's object
+        graph, so checkpointing a model object would silently skip them; a
+        path-keyed variable map saves every weight (non-trainable ones too).
+        """
+        return {k: variables_by_path(m) for k, m in self.models().items() if names is None or k in names}
+
+
+class Networks(_NetworkSet):
     """Every network of SPT, built once per run inside the strategy scope."""
 
     def __init__(self, config):
@@ -112,14 +139,18 @@ class Networks:
             out["dface"] = self.dface
         return out
 
-    def trackables(self, names=None) -> dict:
-        """Checkpoint children: each network's variables keyed by their path.
 
-        Keras 3 layers held in Python lists are not children in TF's object
-        graph, so checkpointing a model object would silently skip them; a
-        path-keyed variable map saves every weight (non-trainable ones too).
-        """
-        return {k: variables_by_path(m) for k, m in self.models().items() if names is None or k in names}
+class ParserNetworks(_NetworkSet):
+    """The human parser alone (the parser stage builds and saves nothing else)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.parser = spt_models.build_human_parser(config)
+        # One call on zeros creates every variable (checkpoint restore needs them).
+        self.parser(tf.zeros([1, int(config.data.height), int(config.data.width), 3]))
+
+    def models(self) -> dict:
+        return {"parser": self.parser}
 
 
 def variables_by_path(model) -> dict:
@@ -159,6 +190,7 @@ _INIT_FROM = {
     "progressive_local": {"pose_detector": ("pose_detector",), "joint": ("hs", "ds", "ha", "da", "dface")},
     "progressive_all": {"pose_detector": ("pose_detector",),
                         "progressive_local": ("hs", "ds", "ha", "da", "dface")},
+    PARSER_STAGE: {},
 }
 # The stage a stage cannot start without.
 _REQUIRED = {"joint": "appearance", "progressive_local": "joint", "progressive_all": "progressive_local"}
@@ -179,12 +211,15 @@ def _alpha(config, stage, step) -> float:
     return 1.0
 
 
-def _optimizer(config, precision):
-    opt = keras.optimizers.Adam(
-        learning_rate=float(config.train.learning_rate),
-        beta_1=float(config.train.beta_1),
-        beta_2=float(config.train.beta_2),
-    )
+def _optimizer(config, precision, stage=None):
+    if stage == PARSER_STAGE:  # plain supervised training: Keras' default betas
+        opt = keras.optimizers.Adam(learning_rate=float(config.train.parser_learning_rate))
+    else:
+        opt = keras.optimizers.Adam(
+            learning_rate=float(config.train.learning_rate),
+            beta_1=float(config.train.beta_1),
+            beta_2=float(config.train.beta_2),
+        )
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -195,6 +230,8 @@ def _steps(config, stage):
 
 
 def _stage_model(stage, nets: Networks, config, global_batch, xla):
+    if stage == PARSER_STAGE:
+        return stages_lib.ParserStage(nets.parser, global_batch, xla)
     if stage == "pose_detector":
         return stages_lib.PoseDetectorStage(nets.pose_detector, global_batch, xla)
     if stage == "semantic":
@@ -213,6 +250,8 @@ def _dataset_fn(stage, config):
     def fn(ctx):
         if stage == "pose_detector":
             return pipeline.pose_dataset(config, ctx)
+        if stage == PARSER_STAGE:
+            return pipeline.parsing_dataset(config, "train", ctx, training=True)
         if stage == "semantic":
             return pipeline.train_dataset(config, ctx, pseudo_pairs=True)
         return pipeline.train_dataset(config, ctx, gt_pairs=(ablation == "ts_gt"))
@@ -284,12 +323,16 @@ def _to_float(values) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
 
-def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks | None = None,
+def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks | ParserNetworks | None = None,
                 max_steps: int | None = None) -> dict:  # fmt: skip
     """Trains one stage to `train.<stage>_steps` (resuming if checkpointed).
 
+    `nets`: the networks, built inside `strategy`'s scope (default: built here);
+    a :class:`ParserNetworks` for the parser stage, a :class:`Networks` for the others.
+
     Returns a summary dict: stage, start_step, final_step, last losses, seconds,
-    examples_per_second, status ("done" | "interrupted").
+    examples_per_second, status ("done" | "interrupted"); the parser stage adds
+    `validation` (:func:`spt_tf.evaluation.human_parser.evaluate` on the test split).
 
     Raises:
       NonFiniteLossError: a loss is NaN/Inf (names step and loss); nothing is saved.
@@ -301,10 +344,14 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     global_batch = int(config.train.batch_size)
     total = _steps(config, stage) if max_steps is None else int(max_steps)
 
+    want = ParserNetworks if stage == PARSER_STAGE else Networks
+    if nets is not None and not isinstance(nets, want):
+        raise TypeError(f"stage {stage} trains a {want.__name__}, got nets of type {type(nets).__name__}")
     with strategy.scope():
-        nets = nets or Networks(config)
+        nets = nets or want(config)
         model = _stage_model(stage, nets, config, global_batch, xla)
-        model.compile(g_optimizer=_optimizer(config, precision), d_optimizer=_optimizer(config, precision))
+        model.compile(g_optimizer=_optimizer(config, precision, stage),
+                      d_optimizer=_optimizer(config, precision, stage))  # fmt: skip
         model.build_optimizers()
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt_dir = os.path.join(workdir, stage)
@@ -341,7 +388,7 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     status = "done"
     with _SignalFlag() as flag, tqdm(total=total, initial=start, desc=stage, disable=not chief,
                                       dynamic_ncols=True, mininterval=2.0) as bar:  # fmt: skip
-        progressive = bool(config.model.progressive) and stage not in ("pose_detector", "semantic")
+        progressive = bool(config.model.progressive) and stage not in ("pose_detector", "semantic", PARSER_STAGE)
         while int(step.numpy()) < total:
             if progressive:
                 nets.ha.set_alpha(_alpha(config, stage, int(step.numpy())))
@@ -356,7 +403,8 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
             s = int(step.numpy())
             n_log += 1
             bar.update(1)
-            main = {k: v for k, v in values.items() if k.endswith("total") or k in ("pose_detector", "ds_loss", "da_loss")}
+            main = {k: v for k, v in values.items()
+                    if k.endswith("total") or k in ("pose_detector", "ds_loss", "da_loss", "parser_ce")}  # fmt: skip
             bar.set_postfix({k: f"{v:.3g}" for k, v in main.items()}, refresh=False)
             if writer is not None and (s % log_every == 0 or s == total):
                 dt = time.time() - t_log
@@ -369,7 +417,7 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
             if writer is not None and stage not in ("pose_detector", "semantic") and (
                 s % image_every == 0 or s == total
             ):
-                _write_images(model, config, writer, s)
+                _write_images(model, config, writer, s, stage)
             if s % ckpt_every == 0 or s == total or flag.received:
                 _save(manager, nets, stage, s)
             if flag.received:
@@ -378,13 +426,16 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
                 break
     seconds = time.time() - t0
     done = int(step.numpy()) - start
+    validation = None
     if writer is not None:
-        _write_validation(model, stage, config, writer, int(step.numpy()))
+        validation = _write_validation(model, stage, config, writer, int(step.numpy()))
         writer.flush()
     summary = {
         "stage": stage, "start_step": start, "final_step": int(step.numpy()), "status": status, "losses": values,
         "seconds": seconds, "examples_per_second": done * global_batch / max(seconds, 1e-9),
     }  # fmt: skip
+    if validation is not None:
+        summary["validation"] = validation
     if chief:
         with open(os.path.join(workdir, f"{stage}_summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
@@ -411,7 +462,32 @@ def _test_batch(config, n):
         return None
 
 
-def _write_images(model, config, writer, step):
+def parser_grid(images, truth, logits, num: int = 4) -> tf.Tensor:
+    """[1, num*h, 3*w, 3] uint8 grid rows: image | true parsing | predicted parsing (colours)."""
+    palette = tf.constant(labels.PALETTE, tf.uint8)
+    img = tf.cast(tf.clip_by_value((images[:num] + 1.0) * 127.5, 0, 255), tf.uint8)
+    cols = [img, tf.gather(palette, tf.cast(truth[:num], tf.int32)), tf.gather(palette, tf.argmax(logits[:num], -1))]
+    grid = tf.concat(cols, 2)
+    return tf.concat(tf.unstack(grid), 0)[None]
+
+
+def _parser_test_batch(config, n):
+    try:
+        return next(iter(pipeline.parsing_dataset(config, "test", batch_size=n, training=False)))
+    except (FileNotFoundError, OSError, ValueError) as e:
+        logging.warning("no test images for parser image summaries: %s", e)
+        return None
+
+
+def _write_images(model, config, writer, step, stage=None):
+    if stage == PARSER_STAGE:
+        batch = _parser_test_batch(config, 4)
+        if batch is None:
+            return
+        grid = parser_grid(batch["image"], batch["parsing"], model.parser(batch["image"], training=False))
+        with writer.as_default(step=step):
+            tf.summary.image("samples", grid, max_outputs=1)
+        return
     batch = _test_batch(config, 4)
     if batch is None:
         return
@@ -420,13 +496,33 @@ def _write_images(model, config, writer, step):
         tf.summary.image("samples", image_grid(batch, out), max_outputs=1)
 
 
+def _validate_parser(model, config, writer, step):
+    """The parser's mIoU / pixel accuracy on the whole test split; None without one."""
+    try:
+        result = parser_eval.evaluate(config, model.parser, "test")
+    except (FileNotFoundError, OSError, ValueError) as e:
+        logging.warning("parser stage: no validation on the test split: %s", e)
+        return None
+    with writer.as_default(step=step):
+        tf.summary.scalar("validation/parser_miou", result["miou"])
+        tf.summary.scalar("validation/parser_pixel_accuracy", result["pixel_accuracy"])
+        tf.summary.scalar("validation/all_background_pixel_accuracy", result["all_background"]["pixel_accuracy"])
+    logging.info("parser stage: test split (%d images): mIoU %.4f, pixel accuracy %.4f (all background: %.4f)",
+                 result["images"], result["miou"], result["pixel_accuracy"],
+                 result["all_background"]["pixel_accuracy"])  # fmt: skip
+    return result
+
+
 def _write_validation(model, stage, config, writer, step):
-    """End-of-stage validation on a few test pairs (L1 and parsing accuracy)."""
+    """End-of-stage validation: on a few test pairs (L1 and parsing accuracy), or the
+    parser's on the whole test split (returned)."""
     if stage == "pose_detector":
-        return
+        return None
+    if stage == PARSER_STAGE:
+        return _validate_parser(model, config, writer, step)
     batch = _test_batch(config, int(config.eval.batch_size))
     if batch is None:
-        return
+        return None
     with writer.as_default(step=step):
         if stage == "semantic":
             src = geometry.one_hot_parsing(batch["parsing"], int(config.model.num_labels))
@@ -439,6 +535,7 @@ def _write_validation(model, stage, config, writer, step):
             out = model.generate(batch, training=False)
             l1 = tf.reduce_mean(tf.abs(out["fake_target"] - batch["target_image"])) / 2.0
             tf.summary.scalar("validation/l1", l1)
+    return None
 
 
 def run(config, workdir: str, stage: str = "all") -> list[dict]:
@@ -447,13 +544,14 @@ def run(config, workdir: str, stage: str = "all") -> list[dict]:
     keras.utils.set_random_seed(int(config.train.seed))
     strategy = strategy_lib.build_strategy(config)
     strategy_lib.set_precision(config)
+    stages = stages_for(config, stage)
     with strategy.scope():
-        nets = Networks(config)
+        nets = Networks(config) if any(s != PARSER_STAGE for s in stages) else ParserNetworks(config)
     summaries = []
-    for s in stages_for(config, stage):
+    for s in stages:
         summaries.append(train_stage(config, workdir, s, strategy=strategy, nets=nets))
     return summaries
 
 
-def has_finite_weights(nets: Networks) -> bool:
+def has_finite_weights(nets: _NetworkSet) -> bool:
     return all(np.isfinite(v.numpy()).all() for m in nets.models().values() for v in m.weights)

@@ -1,4 +1,4 @@
-"""The stages of Algorithm 1 as keras.Models with a custom `train_step`.
+"""The stages of Algorithm 1 (and the human parser's, apart) as keras.Models with a custom `train_step`.
 
 Each stage model owns its networks, takes `compile(g_optimizer=..., d_optimizer=...)`
 and exposes one `keras.metrics.Mean` per loss through `metrics`.
@@ -139,6 +139,31 @@ class PoseDetectorStage(StageModel):
         pred = self.pose_detector(batch["image"], training=True)
         loss = _avg(losses.pose_detector_loss(pred, batch["heatmaps"]), self.global_batch_size)
         return loss, tf.constant(0.0), {"pose_detector": loss}
+
+
+class ParserStage(StageModel):
+    """Trains the human parser on the dataset's parsing maps (not part of Algorithm 1).
+
+    Loss: per-pixel cross entropy of the logits against the label map
+    (:func:`spt_tf.losses.parser_loss`); the training pixel accuracy is tracked
+    beside it.
+    """
+
+    loss_names = ("parser_ce", "parser_pixel_accuracy")
+
+    def __init__(self, parser, global_batch_size, xla=False, **kwargs):
+        super().__init__(global_batch_size, xla, **kwargs)
+        self.parser = parser
+
+    def g_variables(self):
+        return self.parser.trainable_variables
+
+    def compute_losses(self, batch):
+        logits = self.parser(batch["image"], training=True)
+        ce = _avg(losses.parser_loss(batch["parsing"], logits), self.global_batch_size)
+        hit = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(batch["parsing"], tf.int32))
+        accuracy = _avg(tf.reduce_mean(tf.cast(hit, tf.float32), axis=[1, 2]), self.global_batch_size)
+        return ce, tf.constant(0.0), {"parser_ce": ce, "parser_pixel_accuracy": accuracy}
 
 
 class SemanticStage(StageModel):
