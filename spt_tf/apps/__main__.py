@@ -10,6 +10,8 @@ Examples (docs/applications.md has worked ones with figures)::
       --keypoints_csv annotation-test.csv --out out/texture
   python -m spt_tf.apps edit --model runs/demo/export --image a.png --parsing pa.png \\
       --openpose_json a_keypoints.json --sleeves none --out out/edit
+  python -m spt_tf.apps pose-transfer --workdir runs/demo/train --parse --image photo.jpg \\
+      --openpose_json photo.json --target_image b.png --detect --out out/parsed
 
 Exit status 0 on success; 2 with a one-line ``error: ...`` on bad input
 (unreadable files, no person / missing torso joints, size mismatches).
@@ -40,7 +42,8 @@ def _add_person(p, prefix: str, who: str, parsing: bool):
     dash = f"--{prefix}"
     p.add_argument(f"{dash}image", required=(prefix == ""), help=f"{who}: photo (any size)")
     if parsing:
-        p.add_argument(f"{dash}parsing", help=f"{who}: SPT-10 label map (.png / .npy, the photo's size)")
+        p.add_argument(f"{dash}parsing", help=f"{who}: SPT-10 label map (.png / .npy, the photo's size); "
+                       "or --parse")  # fmt: skip
         p.add_argument(f"{dash}lip_parsing", help=f"{who}: LIP-20 label PNG from a human parser (converted)")
     p.add_argument(f"{dash}name", help=f"{who}: row name in the annotation CSV (default: the photo's file name)")
     p.add_argument(f"{dash}openpose_json", help=f"{who}: OpenPose JSON (COCO-18 or BODY_25)")
@@ -59,6 +62,12 @@ def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argpar
     kp.add_argument("--detect_threshold", type=float, default=0.1, help="P heatmap peaks below this are missing")
     kp.add_argument("--openpose_threshold", type=float, default=0.05,
                     help="OpenPose joints with confidence <= this are missing")  # fmt: skip
+    par = common.add_argument_group("parsing")
+    par.add_argument("--parse", action="store_true",
+                     help="predict the parsing with the trained human parser where no --parsing / --lip_parsing "
+                          "is given (the --workdir's, or --parser_workdir's; train.py --stage=parser)")  # fmt: skip
+    par.add_argument("--parser_workdir",
+                     help="training workdir whose parser stage ran (default --workdir; its config.json)")  # fmt: skip
     common.add_argument("--out", required=True, help="output folder")
 
     pt = sub.add_parser("pose-transfer", parents=[common], help="re-pose a person into a target pose")
@@ -93,28 +102,52 @@ def _source(args, prefix: str):
     )  # fmt: skip
 
 
+def _parser(args, be):
+    """The human parser for --parse: --parser_workdir's, else the --workdir backend's."""
+    from spt_tf.apps import backend as backend_lib
+
+    if args.parser_workdir and not args.parse:
+        raise backend_lib.ModelError("--parser_workdir goes with --parse (predict the parsing with its parser)")
+    if not args.parse:
+        return None
+    if args.parser_workdir:
+        # The --workdir's own config when both name the same run; else the parser's config.json.
+        same = args.workdir and os.path.abspath(args.workdir) == os.path.abspath(args.parser_workdir)
+        return backend_lib.load_parser(args.parser_workdir, args.config if same else None)
+    return be.parser  # a SavedModel (or a workdir without parser) says how to get one
+
+
 def run(args) -> dict:
-    """Runs a parsed command; returns the command's result dict."""
+    """Runs a parsed command; returns the command's result dict (``paths`` also holds
+    the predicted parsing maps with --parse)."""
     from spt_tf.apps import backend as backend_lib
     from spt_tf.apps import commands
 
     if bool(args.model) == bool(args.workdir):
         raise backend_lib.ModelError("give exactly one of --model (SavedModel) and --workdir (checkpoints)")
     # Inputs are read before the (slow) model load so that bad files fail at once; only the
-    # pose detector needs the model first.
-    be = backend_lib.load(args.model, args.workdir, args.config) if args.detect else None
-    source = commands.load_person(args.image, _source(args, ""), args.parsing, args.lip_parsing, backend=be)
+    # pose detector and the human parser need the model first.
+    need_model = args.detect or (args.parse and not args.parser_workdir)
+    be = backend_lib.load(args.model, args.workdir, args.config) if need_model else None
+    parser = _parser(args, be)
+    source = commands.load_person(args.image, _source(args, ""), args.parsing, args.lip_parsing, backend=be,
+                                  parser=parser)  # fmt: skip
     if args.command == "edit":
         edited = commands.edit_parsing(source, args.sleeves, args.lower, args.labels, args.image)
         be = be or backend_lib.load(args.model, args.workdir, args.config)
-        return commands.edit(be, source, args.out, args.sleeves, args.lower, args.labels, edited_parsing=edited)
+        result = commands.edit(be, source, args.out, args.sleeves, args.lower, args.labels, edited_parsing=edited)
+        result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source}))
+        return result
     if args.command == "texture-transfer":
         if not args.target_image:
             raise backend_lib.ModelError("texture-transfer: --target_image (person B) is required")
         b = commands.load_person(args.target_image, _source(args, "target_"), args.target_parsing,
-                                 args.target_lip_parsing, backend=be, role="person B")  # fmt: skip
+                                 args.target_lip_parsing, backend=be, role="person B", parser=parser)  # fmt: skip
         be = be or backend_lib.load(args.model, args.workdir, args.config)
-        return commands.texture_transfer(be, source, b, args.out)
+        result = commands.texture_transfer(be, source, b, args.out)
+        result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source,
+                                                                            "target_predicted_parsing": b}))
+        return result
     # pose-transfer: the target pose from a JSON, a CSV row, or P on the target image.
     tsrc = _source(args, "target_")
     if not (tsrc.openpose_json or (tsrc.csv and tsrc.name) or (tsrc.detect and args.target_image)):
@@ -130,8 +163,10 @@ def run(args) -> dict:
     label = args.target_image or tsrc.describe()
     tgt = commands.read_keypoints(tsrc, frame, f"target pose {os.path.basename(label)}", be)
     be = be or backend_lib.load(args.model, args.workdir, args.config)
-    return commands.pose_transfer(be, source, tgt, args.out, target_image=target_image,
-                                  target_shape=frame.shape[:2], target_label=os.path.basename(label))  # fmt: skip
+    result = commands.pose_transfer(be, source, tgt, args.out, target_image=target_image,
+                                    target_shape=frame.shape[:2], target_label=os.path.basename(label))  # fmt: skip
+    result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source}))
+    return result
 
 
 def _errors():

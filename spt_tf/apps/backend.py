@@ -11,7 +11,9 @@ resolution, on numpy arrays:
 
 A workdir is wrapped in :class:`spt_tf.export.module.SPTExportModule`, the very
 module the SavedModel is written from, so both paths run the same graph. Only a
-workdir also holds the pose detector P (:meth:`Backend.detect_heatmaps`).
+workdir also holds the pose detector P (:meth:`Backend.detect_heatmaps`) and,
+once its ``parser`` stage ran, the human parser (:meth:`Backend.parse_labels`;
+:func:`load_parser` loads the parser of any workdir alone, e.g. beside a SavedModel).
 """
 
 from __future__ import annotations
@@ -98,11 +100,19 @@ class Backend:
       height, width: the model's resolution.
     """
 
-    def __init__(self, kind: str, source: str, fns: dict, height: int, width: int, detector=None):
+    def __init__(self, kind: str, source: str, fns: dict, height: int, width: int, detector=None,
+                 parser: Parser | None = None, parser_missing: str | None = None):  # fmt: skip
         self.kind, self.source = kind, source
         self._fns = fns
         self.height, self.width = int(height), int(width)
         self._detector = detector  # callable: u8 images -> heatmaps, or None
+        self._parser = parser
+        # Why there is no parser (names the checkpoint folder and the command that trains one).
+        self._parser_missing = parser_missing or (
+            f"{source}: human parsing needs the parser network, which only a training workdir holds: give "
+            "--parser_workdir W (a workdir whose parser stage ran: python train.py --stage=parser ...), "
+            "or a parsing map (--parsing / --lip_parsing)"
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -111,6 +121,17 @@ class Backend:
     @property
     def can_detect(self) -> bool:
         return self._detector is not None
+
+    @property
+    def can_parse(self) -> bool:
+        return self._parser is not None
+
+    @property
+    def parser(self) -> Parser:
+        """The workdir's human parser (:class:`Parser`). Raises ModelError when there is none."""
+        if self._parser is None:
+            raise ModelError(self._parser_missing)
+        return self._parser
 
     def _check(self, name, array, tail):
         array = np.asarray(array)
@@ -161,6 +182,35 @@ class Backend:
             )
         image = self._check("image", image, (3,))
         return np.asarray(self._detector(image), np.float32)
+
+    def parse_labels(self, image) -> np.ndarray:
+        """The human parser's labels: u8 ``[B,H,W,3]`` -> u8 ``[B,H,W]`` (workdir with a parser only)."""
+        return self.parser.parse_labels(image)
+
+
+class Parser:
+    """A trained human parser on numpy arrays at its resolution (``data.height x data.width``).
+
+    Attributes:
+      source: the checkpoint path.
+      height, width: its resolution.
+    """
+
+    def __init__(self, source: str, fn, height: int, width: int):
+        self.source = source
+        self._fn = fn  # u8 [B, H, W, 3] tensor -> u8 [B, H, W]
+        self.height, self.width = int(height), int(width)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def parse_labels(self, image) -> np.ndarray:
+        """u8 ``[B,H,W,3]`` -> u8 ``[B,H,W]`` SPT labels (argmax of the logits)."""
+        image = np.asarray(image)
+        if image.ndim != 4 or image.shape[1:] != (self.height, self.width, 3):
+            raise ValueError(f"image must be [B, {self.height}, {self.width}, 3] for this parser, got {image.shape}")
+        return self._fn(tf.constant(image.astype(np.uint8))).numpy()
 
 
 def from_saved_model(path: str) -> Backend:
@@ -225,6 +275,77 @@ def _pose_detector_fn(config, workdir):
     return (lambda image: detect(tf.constant(image)).numpy()), path
 
 
+def _train_parser_command(config, workdir) -> str:
+    try:
+        from configs import spt
+
+        known = spt.DATASETS
+    except ImportError:  # run from outside the repository root
+        known = ()
+    name = str(config.data.name)
+    spec = f"configs/spt.py:{name}" if name in known else "CONFIG"
+    return f"python train.py --config={spec} --workdir={workdir} --stage=parser"
+
+
+def _parser(config, workdir) -> tuple[Parser | None, str]:
+    """The workdir's trained human parser, or (None, why not)."""
+    ckpt_dir = os.path.join(workdir, "parser")
+    path = tf.train.latest_checkpoint(ckpt_dir)
+    if path is None:
+        return None, (
+            f"{ckpt_dir}: no human parser checkpoint (its parser stage has not run); train it with "
+            f"`{_train_parser_command(config, workdir)}`, or give a parsing map (--parsing / --lip_parsing)"
+        )
+    from spt_tf.models import human_parser
+
+    h, w = int(config.data.height), int(config.data.width)
+    net = models.build_human_parser(config)
+    net(tf.zeros([1, h, w, 3]))
+    _restore(path, "the human parser", parser=net)
+    logging.info("apps: human parser from %s", path)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
+    def parse(image):
+        return human_parser.parse_labels(net, tf.cast(image, tf.float32) / 127.5 - 1.0)
+
+    parser = Parser(path, parse, h, w)
+    parser._net = net  # keeps the variables alive
+    return parser, path
+
+
+def _workdir_config(workdir: str, config):
+    workdir = os.fspath(workdir)
+    if not os.path.isdir(workdir):
+        raise ModelError(f"{workdir}: workdir not found")
+    if config is None:
+        spec = os.path.join(workdir, "config.json")
+        if not os.path.isfile(spec):
+            raise ModelError(f"{workdir}: no config.json; pass --config (the config the run was trained with)")
+        return load_config(spec)
+    if isinstance(config, str):
+        return load_config(config)
+    return config
+
+
+def load_parser(workdir: str, config=None) -> Parser:
+    """The human parser of a training workdir (its latest ``parser`` stage checkpoint).
+
+    Args:
+      workdir: the training workdir.
+      config: a ConfigDict, a config spec (``file.py[:ARG]`` or ``.json``), or
+        None for the run's resolved ``WORKDIR/config.json``.
+
+    Raises:
+      ModelError: no workdir / config, or no parser checkpoint (the message names
+        ``WORKDIR/parser`` and the command that trains it).
+    """
+    config = _workdir_config(workdir, config)
+    parser, why = _parser(config, os.fspath(workdir))
+    if parser is None:
+        raise ModelError(why)
+    return parser
+
+
 def from_workdir(workdir: str, config=None) -> Backend:
     """Wraps a workdir's latest joint (else appearance) checkpoint like the SavedModel.
 
@@ -234,15 +355,7 @@ def from_workdir(workdir: str, config=None) -> Backend:
         None for the run's resolved ``WORKDIR/config.json``.
     """
     workdir = os.fspath(workdir)
-    if not os.path.isdir(workdir):
-        raise ModelError(f"{workdir}: workdir not found")
-    if config is None:
-        spec = os.path.join(workdir, "config.json")
-        if not os.path.isfile(spec):
-            raise ModelError(f"{workdir}: no config.json; pass --config (the config the run was trained with)")
-        config = load_config(spec)
-    elif isinstance(config, str):
-        config = load_config(config)
+    config = _workdir_config(workdir, config)
     try:
         path = export_lib.latest_generator_checkpoint(workdir)
     except FileNotFoundError as e:
@@ -255,7 +368,11 @@ def from_workdir(workdir: str, config=None) -> Backend:
     detector, det_path = _pose_detector_fn(config, workdir)
     if detector is None:
         logging.info("apps: no pose detector checkpoint in %s; --detect unavailable", det_path)
-    backend = Backend("checkpoint", path, fns, config.data.height, config.data.width, detector)
+    parser, why = _parser(config, workdir)
+    if parser is None:
+        logging.info("apps: %s; --parse unavailable", why)
+    backend = Backend("checkpoint", path, fns, config.data.height, config.data.width, detector, parser,
+                      None if parser else why)  # fmt: skip
     backend._module = mod
     return backend
 

@@ -35,12 +35,14 @@ class Person:
       keypoints: float32 ``[18, 2]`` ``(y, x)`` photo pixels, ``-1`` missing.
       parsing: uint8 ``[h, w]`` SPT labels, or None when a command needs none.
       label: a short name for figures and messages (the file name).
+      parsing_predicted: the parsing came from the human parser (not a file).
     """
 
     image: np.ndarray
     keypoints: np.ndarray
     parsing: np.ndarray | None = None
     label: str = "person"
+    parsing_predicted: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -104,6 +106,26 @@ def detect_keypoints(backend, image: np.ndarray, threshold: float = 0.1) -> np.n
     return lb.undo_keypoints(kp)
 
 
+def predict_parsing(parser, image: np.ndarray) -> np.ndarray:
+    """A photo's SPT label map from the human parser, at the photo's size.
+
+    The photo is letterboxed to the parser's resolution (border pixels repeated,
+    as for the generators), the argmax label map is cropped to the content and
+    resized back (nearest): from then on it is handled exactly like a given map.
+
+    Args:
+      parser: anything with ``size`` and ``parse_labels(u8 [B,H,W,3]) -> u8 [B,H,W]``:
+        a workdir :class:`~spt_tf.apps.backend.Backend` or a
+        :class:`~spt_tf.apps.backend.Parser` (``backend.load_parser``).
+      image: uint8 ``[h, w, 3]``.
+
+    Returns:
+      uint8 ``[h, w]`` labels 0..9.
+    """
+    lb = resize.fit(image.shape[:2], parser.size)
+    return lb.undo_labels(np.asarray(parser.parse_labels(lb.image(image)[None])[0], np.uint8))
+
+
 def read_keypoints(source: KeypointSource, image: np.ndarray, what: str, backend=None) -> np.ndarray:
     """A person's keypoints from ``source``, validated (torso present, inside the photo).
 
@@ -136,8 +158,17 @@ def read_keypoints(source: KeypointSource, image: np.ndarray, what: str, backend
 
 def load_person(image_path: str, source: KeypointSource, parsing_path: str | None = None,
                 lip_parsing_path: str | None = None, need_parsing: bool = True, backend=None,
-                role: str = "source") -> Person:  # fmt: skip
-    """Reads a photo, its keypoints and its parsing (SPT-10, or LIP-20 converted).
+                role: str = "source", parser=None) -> Person:  # fmt: skip
+    """Reads a photo, its keypoints and its parsing (SPT-10, or LIP-20 converted, or predicted).
+
+    Args:
+      image_path: the photo.
+      source: where the keypoints come from.
+      parsing_path, lip_parsing_path: a parsing map file (at most one).
+      need_parsing: without a map file nor a parser, fail (else parsing is None).
+      backend: for ``source.detect``.
+      role: names the person in errors.
+      parser: predicts the parsing when no map file is given (:func:`predict_parsing`).
 
     Raises:
       FormatError: unreadable files, parsing size differing from the photo.
@@ -153,9 +184,14 @@ def load_person(image_path: str, source: KeypointSource, parsing_path: str | Non
         parsing = parsing_lib.read_spt(parsing_path, image.shape[:2], image_path)
     elif lip_parsing_path:
         parsing = parsing_lib.read_lip(lip_parsing_path, image.shape[:2], kp, image_path)
+    elif parser is not None:
+        parsing = predict_parsing(parser, image)
+        logging.info("%s: parsing predicted by the human parser", what)
+        return Person(image, kp, parsing, os.path.basename(image_path), parsing_predicted=True)
     elif need_parsing:
         raise formats.FormatError(
-            image_path, f"{role}: a parsing map is needed (--parsing SPT-10 .png/.npy, or --lip_parsing LIP-20 .png)"
+            image_path, f"{role}: a parsing map is needed (--parsing SPT-10 .png/.npy, --lip_parsing LIP-20 .png, "
+            "or --parse: the human parser of a workdir)"
         )
     return Person(image, kp, parsing, os.path.basename(image_path))
 
@@ -181,6 +217,13 @@ def _write(out_dir: str, images: dict[str, np.ndarray], label_maps: dict[str, np
         paths[name + "_color"] = os.path.join(out_dir, f"{name}_color.png")
         formats.write_image(paths[name + "_color"], labels.colorize(lab))
     return paths
+
+
+def write_predicted_parsing(out_dir: str, people: dict[str, Person]) -> dict[str, str]:
+    """Writes ``<name>.png`` (labels 0..9) and ``<name>_color.png`` for each person whose
+    parsing the human parser predicted; returns their paths."""
+    maps = {name: p.parsing for name, p in people.items() if p is not None and p.parsing_predicted}
+    return _write(out_dir, {}, maps) if maps else {}
 
 
 def _layout(caption, parsing, keypoints=None):
