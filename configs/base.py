@@ -100,6 +100,11 @@ def get_config() -> ml_collections.ConfigDict:
     lo.lambda_cont = 0.03
     lo.lambda_sty = 1.0
     lo.lambda_face = 1.0
+    # H_A: pixel L1 between the cycled image and the source, |I~_ps - I_ps|. Not in
+    # Eq. 10 (whose content loss compares VGG features of the two); the authors'
+    # release adds an L1 on the cycle in its generator step. 0 in the paper's configs;
+    # the synthetic demo, which has no ImageNet VGG offline, needs it.
+    lo.lambda_cycle = 0.0
     # Style loss kind: "semantic" (Eq. 8), "mask" (body-part masks; Baseline),
     # "patch" (patches around joints), "none".
     lo.style = "semantic"

@@ -19,12 +19,15 @@ def get_config():
     c.model.vgg_weights = ""  # no download on the demo machine; logged loudly
     c.loss.lambda_pose = 10.0
     c.loss.lambda_cont = 0.03
+    # No ImageNet VGG offline: the content/style losses see random features, so the
+    # cycle also gets a pixel L1 (configs/base.py, loss.lambda_cycle).
+    c.loss.lambda_cycle = 10.0
     c.model.d_filters = 32
     c.train.batch_size = 8
     c.train.pose_detector_steps = 150
     c.train.semantic_steps = 250
-    c.train.appearance_steps = 250
-    c.train.joint_steps = 100
+    c.train.appearance_steps = 500
+    c.train.joint_steps = 200
     c.train.parser_steps = 300
     c.train.checkpoint_every = 100
     c.train.log_every = 10

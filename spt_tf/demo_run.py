@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import logging
 
-# Sized to train in about 10-15 minutes on 2 CPU cores.
+# Sized to run in about 6 minutes on 2 quiet CPU cores (docs/benchmarks.md).
 DEMO_IDENTITIES = 80
 DEMO_POSES = 6
 

@@ -239,3 +239,27 @@ def test_checkpoints_hold_every_weight_and_restore_exactly(trained):
         for key, var in loop.variables_by_path(model).items():
             ckpt_key = f"{name}/{key.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
             np.testing.assert_array_equal(var.numpy(), reader.get_tensor(ckpt_key))
+
+
+def test_cycle_l1_term_enters_the_appearance_loss_with_its_weight(tiny_config):
+    """loss.lambda_cycle adds lambda * mean|I~_ps - I_ps| to L_A and nothing else changes."""
+    from spt_tf.data import pipeline
+    from spt_tf.losses import l1_loss
+
+    config = tiny_config
+    config.train.batch_size = 2
+    nets = loop.Networks(config)
+    batch = next(iter(pipeline.train_dataset(config)))
+    stage = loop._stage_model("appearance", nets, config, 2, xla=False)
+    assert stage.w["cycle"] == config.loss.lambda_cycle == 0.0
+    g0, _, v0 = stage.compute_losses(batch)
+    stage.w["cycle"] = 2.5
+    g1, _, v1 = stage.compute_losses(batch)
+    fake_s = stage.generate(batch, training=True)["fake_source"]
+    expected = float(tf.reduce_sum(l1_loss(fake_s, batch["image"]))) / 2
+    np.testing.assert_allclose(float(v0["ha_cycle"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(v1["ha_cycle"]), expected, rtol=1e-5)
+    assert expected > 0.01
+    np.testing.assert_allclose(float(g1) - float(g0), 2.5 * expected, rtol=1e-4, atol=1e-6)
+    for k in ("ha_adv", "ha_content", "ha_style", "ha_pose"):
+        np.testing.assert_allclose(float(v1[k]), float(v0[k]), rtol=1e-5)

@@ -215,7 +215,8 @@ class AppearanceStage(StageModel):
     """
 
     loss_names = (
-        "ha_adv", "ha_pose", "ha_content", "ha_style", "ha_face", "ha_total", "da_loss", "dface_loss",
+        "ha_adv", "ha_pose", "ha_content", "ha_style", "ha_face", "ha_cycle", "ha_total", "da_loss",
+        "dface_loss",
     )  # fmt: skip
 
     def __init__(
@@ -238,7 +239,7 @@ class AppearanceStage(StageModel):
         self.w = {
             "adv": float(c.loss.lambda_adv), "pose": float(c.loss.lambda_pose),
             "content": float(c.loss.lambda_cont), "style": float(c.loss.lambda_sty),
-            "face": float(c.loss.lambda_face),
+            "face": float(c.loss.lambda_face), "cycle": float(c.loss.lambda_cycle),
         }  # fmt: skip
         self.style = c.loss.style
         self.style_labels = tuple(int(x) for x in c.loss.style_labels)
@@ -370,11 +371,14 @@ class AppearanceStage(StageModel):
                 gb,
             )  # fmt: skip
 
+        # Pixel L1 of the cycle (loss.lambda_cycle; not in Eq. 10, see configs/base.py).
+        cycle = _avg(losses.l1_loss(fake_s, image), gb)
         w = self.w
-        g_total = w["adv"] * adv + w["pose"] * pose + w["content"] * content + w["style"] * style + w["face"] * face
+        g_total = (w["adv"] * adv + w["pose"] * pose + w["content"] * content + w["style"] * style
+                   + w["face"] * face + w["cycle"] * cycle)  # fmt: skip
         d_total = da_loss + dface_loss
         values = {
             "ha_adv": adv, "ha_pose": pose, "ha_content": content, "ha_style": style, "ha_face": face,
-            "ha_total": g_total, "da_loss": da_loss, "dface_loss": dface_loss,
+            "ha_cycle": cycle, "ha_total": g_total, "da_loss": da_loss, "dface_loss": dface_loss,
         }  # fmt: skip
         return g_total, d_total, values
