@@ -14,7 +14,13 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from spt_tf.evaluation import evaluator, inception
+from spt_tf import memory
+
+# Before TensorFlow starts: oneDNN's pool allocator would keep every batch's
+# high-water mark and grow over a long run (spt_tf/memory.py).
+memory.use_system_allocator_for_onednn()
+
+from spt_tf.evaluation import evaluator, inception  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/spt.py:synthetic", "Config file (and argument).", lock_config=True

@@ -11,6 +11,9 @@ parent prints a markdown table and the linear extrapolation of the peak to
   python bench/bench_evaluator.py --size 128 64 --identities 64 --pairs 256 1024 2048
   python bench/bench_evaluator.py --inception_size 299          # the field's input (slow on CPU)
 
+Each child also samples its resident memory every 5 s into ``OUT/rss.txt``
+("seconds MB" lines), to show growth within one long run.
+
 The networks are random (config `synthetic` widths at the chosen size),
 exported once as a SavedModel from memory; Inception has random weights
 (`allow_random_weights`): memory and speed do not depend on the values.
@@ -25,48 +28,78 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from spt_tf import memory  # noqa: E402  (no TensorFlow import)
 
-def _config(root, height, width, batch):
-    from configs import synthetic
 
-    c = synthetic.get_config()
+def _config(root, height, width, batch, buffer=None, model="synthetic"):
+    from configs import spt
+
+    c = spt.get_config("synthetic")
+    if model != "synthetic":  # that dataset's networks, on the synthetic people
+        c.model = spt.get_config(model).model
     c.data.root = root
     c.data.height, c.data.width = height, width
     c.eval.batch_size = batch
     c.eval.is_splits = 10
+    if buffer is not None:
+        c.eval.buffer_batches = buffer
     return c
 
 
-def _prepare(work, height, width, batch, identities, poses):
+def _sample_rss(path: str, stop, every: float = 5.0) -> None:
+    """Writes "seconds rss_mb" lines every ``every`` s until ``stop`` is set."""
+    t0 = time.time()
+    with open(path, "w") as f:
+        while not stop.wait(every):
+            f.write(f"{time.time() - t0:.0f} {memory.resident_mb():.0f}\n")
+            f.flush()
+
+
+def _prepare(work, height, width, batch, identities, poses, model):
     """Synthetic data (test pairs) and a random-weight SavedModel, made once per size."""
     from spt_tf.data import synthetic
     from spt_tf.evaluation import evaluator
     from spt_tf.export import module
 
     root = os.path.join(work, f"data_{height}x{width}_{identities}x{poses}")
-    export = os.path.join(work, f"export_{height}x{width}")
+    export = os.path.join(
+        work, f"export_{height}x{width}" + ("" if model == "synthetic" else f"_{model}")
+    )
     if not os.path.isdir(root):
         synthetic.generate(root, identities, poses, height, width, seed=0, test_fraction=0.5)
     if not os.path.isdir(export):
-        hs, ha, _ = evaluator._build_generators_and_detector(_config(root, height, width, batch))
-        module.save_atomically(
-            module.SPTExportModule(hs, ha, _config(root, height, width, batch)), export
-        )
+        c = _config(root, height, width, batch, model=model)
+        hs, ha, _ = evaluator._build_generators_and_detector(c)
+        module.save_atomically(module.SPTExportModule(hs, ha, c), export)
     return root, export
 
 
 def _child(spec):
+    # As evaluate.py does, before TensorFlow starts (spt_tf/memory.py), unless the
+    # run measures oneDNN's pool allocator.
+    if not spec["pool_allocator"]:
+        memory.use_system_allocator_for_onednn()
     from absl import logging
 
     from spt_tf.evaluation import evaluator
 
     logging.set_verbosity(logging.WARNING)
-    c = _config(spec["root"], spec["height"], spec["width"], spec["batch"])
+    c = _config(
+        spec["root"], spec["height"], spec["width"], spec["batch"], spec["buffer"], spec["model"]
+    )
+    os.makedirs(spec["out"], exist_ok=True)
+    stop = threading.Event()
+    sampler = threading.Thread(
+        target=_sample_rss, args=(os.path.join(spec["out"], "rss.txt"), stop), daemon=True
+    )
+    sampler.start()
     r = evaluator.run(
         c,
         None,
@@ -78,10 +111,10 @@ def _child(spec):
         skip_inception=spec["skip_inception"],
         num_samples=8,
     )
+    stop.set()
     # Resident memory once the run is over: what the evaluator kept, without the
     # per-batch transients (generator activations) that set the peak.
-    with open("/proc/self/statm") as f:
-        rss_end = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    rss_end = memory.resident_mb()
     out = {k: r[k] for k in ("peak_rss_mb", "seconds", "pairs_per_second")}
     print(json.dumps({"pairs": r["num_pairs"], "rss_end_mb": rss_end, **out}))
 
@@ -94,6 +127,20 @@ def main(argv=None):
     p.add_argument("--inception_size", type=int, default=75)
     p.add_argument("--skip_inception", action="store_true")
     p.add_argument(
+        "--model",
+        default="synthetic",
+        choices=("synthetic", "market", "deepfashion"),
+        help="whose networks (config.model) to export; the data stay the synthetic people",
+    )
+    p.add_argument(
+        "--pool_allocator",
+        action="store_true",
+        help="keep oneDNN's BFC pool allocator (what evaluate.py turns off)",
+    )
+    p.add_argument(
+        "--buffer", type=int, default=None, help="eval.buffer_batches (default: the config's)"
+    )
+    p.add_argument(
         "--identities", type=int, default=16, help="synthetic identities (half are test)"
     )
     p.add_argument("--poses", type=int, default=9, help="poses per identity: P(P-1) pairs each")
@@ -105,9 +152,13 @@ def main(argv=None):
         return
     h, w = a.size
     os.makedirs(a.work, exist_ok=True)
-    root, export = _prepare(a.work, h, w, a.batch, a.identities, a.poses)
+    root, export = _prepare(a.work, h, w, a.batch, a.identities, a.poses, a.model)
+    buffer = "config default" if a.buffer is None else a.buffer
     print(
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs; {h}x{w}, batch {a.batch}, "
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs; {h}x{w}, {a.model} networks, "
+        f"batch {a.batch}, "
+        f"input buffer {buffer} batches, oneDNN "
+        f"{'pool' if a.pool_allocator else 'system'} allocator, LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}, "
         f"Inception input {a.inception_size}{' (skipped)' if a.skip_inception else ''}"
     )
     rows = []
@@ -121,7 +172,10 @@ def main(argv=None):
             "pairs": n,
             "inception_size": a.inception_size,
             "skip_inception": a.skip_inception,
-            "out": os.path.join(a.work, f"eval_{h}x{w}_{n}"),
+            "buffer": a.buffer,
+            "pool_allocator": a.pool_allocator,
+            "model": a.model,
+            "out": os.path.join(a.work, f"eval_{h}x{w}_{a.model}_b{a.batch}_{n}"),
         }
         out = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(spec)],

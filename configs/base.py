@@ -162,5 +162,8 @@ def get_config() -> ml_collections.ConfigDict:
     e.inception_weights = "imagenet"
     # IS splits.
     e.is_splits = 10
+    # Batches the evaluator's input pipeline may hold ahead (conditioning, prefetch);
+    # bounds its memory (a conditioned 256x256 batch of 16 is ~0.25 GB). 0 = AUTOTUNE.
+    e.buffer_batches = 1
 
     return c

@@ -129,3 +129,32 @@ def test_xla_geometry_in_pipeline_matches_graph_mode(tiny_config):
     b = next(iter(pipeline.train_dataset(tiny_config)))
     for k in ("source_pose", "target_mask", "transforms", "part_masks"):
         np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def _buffers(ds) -> list[tuple[str, int]]:
+    """(transformation, prefetch size or map parallelism) from the last one back."""
+    out = []
+    while ds is not None:
+        for attr in ("_buffer_size", "_num_parallel_calls"):
+            if hasattr(ds, attr):
+                out.append((type(ds).__name__, int(getattr(ds, attr).numpy())))
+        ds = getattr(ds, "_input_dataset", None)
+    return out
+
+
+def test_test_dataset_buffer_bound_keeps_the_pairs_and_bounds_the_pipeline(tiny_config):
+    free = list(pipeline.test_dataset(tiny_config, batch_size=3))
+    ds = pipeline.test_dataset(tiny_config, batch_size=3, buffer_batches=1)
+    bounded = list(ds)
+    assert len(bounded) == len(free)
+    for a, b in zip(free, bounded):
+        assert list(a["target_name"].numpy()) == list(b["target_name"].numpy())
+        np.testing.assert_array_equal(a["target_pose"].numpy(), b["target_pose"].numpy())
+    # prefetch 1 batch, condition 1 batch at a time, load one batch's pairs in parallel
+    assert _buffers(ds) == [("_PrefetchDataset", 1), ("_ParallelMapDataset", 1), ("_ParallelMapDataset", 3)]
+    assert all(v == tf.data.AUTOTUNE for _, v in _buffers(pipeline.test_dataset(tiny_config, 3)))
+
+
+def test_test_dataset_rejects_a_negative_buffer(tiny_config):
+    with pytest.raises(ValueError, match="buffer_batches"):
+        pipeline.test_dataset(tiny_config, batch_size=3, buffer_batches=-1)

@@ -334,8 +334,15 @@ def test_dataset(
     batch_size: int | None = None,
     max_pairs: int = 0,
     input_context: tf.distribute.InputContext | None = None,
+    buffer_batches: int = 0,
 ) -> tf.data.Dataset:
-    """Finite test pairs with the real target (image, parsing, keypoints)."""
+    """Finite test pairs with the real target (image, parsing, keypoints).
+
+    ``buffer_batches`` > 0 bounds what the pipeline holds ahead of the consumer:
+    that many pairs loading, that many batches being conditioned and that many
+    prefetched (the evaluator's memory bound: a conditioned 256x256 batch of 16
+    is ~0.25 GB, and AUTOTUNE may buffer several); 0 leaves it to AUTOTUNE.
+    """
     index = load_index(config, "test")
     loader = _Loader(config, index)
     pos = index.position()
@@ -357,12 +364,16 @@ def test_dataset(
         ex["target_name"] = tgt["name"]
         return ex
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batch = int(batch_size or config.eval.batch_size)
+    bound = int(buffer_batches)
+    if bound < 0:
+        raise ValueError(f"test_dataset: buffer_batches must be >= 0, got {bound}")
+    ds = ds.map(load, num_parallel_calls=bound * batch or tf.data.AUTOTUNE, deterministic=True)
     if config.data.cache:
         ds = ds.cache()
-    ds = ds.batch(int(batch_size or config.eval.batch_size))
-    ds = ds.map(add_conditioning(config), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))
+    ds = ds.batch(batch)
+    ds = ds.map(add_conditioning(config), num_parallel_calls=bound or tf.data.AUTOTUNE)
+    return ds.prefetch(bound or tf.data.AUTOTUNE).with_options(_options(config))
 
 
 def pose_dataset(config, input_context=None, seed: int | None = None) -> tf.data.Dataset:

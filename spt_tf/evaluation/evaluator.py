@@ -48,7 +48,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from spt_tf import geometry, labels
+from spt_tf import geometry, labels, memory
 from spt_tf import models as spt_models
 from spt_tf.data import formats, pipeline
 from spt_tf.evaluation import inception as inception_lib
@@ -574,6 +574,14 @@ def run(
             f"evaluate: {n_pairs} pairs for IS with {splits} splits (config.eval.is_splits) and FID "
             "(needs 2): evaluate more pairs, lower the splits, or --skip_inception"
         )
+    if memory.onednn_pool_allocator_in_use() and n_pairs * h * w > 1000 * 128 * 128:
+        logging.warning(
+            "evaluate: oneDNN's pool allocator is in use, so resident memory will keep each "
+            "batch's high-water mark and grow over %d pairs; run through evaluate.py, or set "
+            "%s=1 before TensorFlow starts (spt_tf/memory.py)",
+            n_pairs,
+            memory.ONEDNN_SYSTEM_ALLOCATOR,
+        )
     if use_inception:  # a refusal comes before anything is built or written
         inception_lib.check_weights_policy(config.eval.inception_weights, allow_random_weights)
     if saved_model:
@@ -630,7 +638,12 @@ def run(
     samples: list[np.ndarray] = []
     seen = 0
 
-    ds = pipeline.test_dataset(data_config, batch_size=batch_size, max_pairs=max_pairs)
+    ds = pipeline.test_dataset(
+        data_config,
+        batch_size=batch_size,
+        max_pairs=max_pairs,
+        buffer_batches=int(config.eval.get("buffer_batches", 0)),
+    )
     with tqdm(
         total=n_pairs, desc="evaluate", unit="pair", dynamic_ncols=True, mininterval=2.0
     ) as bar:
@@ -705,6 +718,7 @@ def run(
     results["seconds"] = seconds
     results["pairs_per_second"] = n_pairs / max(seconds, 1e-9)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    results["onednn_pool_allocator"] = memory.onednn_pool_allocator_in_use()
     grids = _write_samples(out_dir, samples, h)
     results["samples"] = [os.path.basename(p) for p in grids]
     _write_outputs(out_dir, results)
