@@ -17,7 +17,7 @@ def get_config():
     c.train.batch_size = 4
     c.loss.lambda_pose = 700.0
     c.loss.lambda_cont = 0.03
-    # 256x256 evaluation in batches of 8 keeps a CPU run of the 12,000 test pairs
-    # under 4 GB (docs/benchmarks.md, "Evaluator"); batch 16 peaks near 4 GB.
-    c.eval.batch_size = 8
+    # 256x256 evaluation of these networks in batches of 4 keeps a CPU run of the
+    # 12,000 test pairs under 4 GB (docs/benchmarks.md, "Evaluator"); 8 peaks at 4.1 GB.
+    c.eval.batch_size = 4
     return c
