@@ -17,8 +17,10 @@ from ml_collections import config_flags
 from spt_tf import memory
 
 # Before TensorFlow starts: oneDNN's pool allocator would keep every batch's
-# high-water mark and grow over a long run (spt_tf/memory.py).
+# high-water mark and grow over a long run, and glibc malloc, which then serves
+# oneDNN's buffers, would keep freed ones in per-thread arenas (spt_tf/memory.py).
 memory.use_system_allocator_for_onednn()
+memory.limit_malloc_retention()
 
 from spt_tf.evaluation import evaluator, inception  # noqa: E402
 

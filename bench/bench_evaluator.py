@@ -12,7 +12,8 @@ parent prints a markdown table and the linear extrapolation of the peak to
   python bench/bench_evaluator.py --inception_size 299          # the field's input (slow on CPU)
 
 Each child also samples its resident memory every 5 s into ``OUT/rss.txt``
-("seconds MB" lines), to show growth within one long run.
+("seconds MB" lines, then glibc's heap, free-in-heap and mmap MB), to show
+growth within one long run and whether it is malloc's.
 
 The networks are random (config `synthetic` widths at the chosen size),
 exported once as a SavedModel from memory; Inception has random weights
@@ -54,11 +55,18 @@ def _config(root, height, width, batch, buffer=None, model="synthetic"):
 
 
 def _sample_rss(path: str, stop, every: float = 5.0) -> None:
-    """Writes "seconds rss_mb" lines every ``every`` s until ``stop`` is set."""
+    """Writes "seconds rss_mb [heap_mb heap_free_mb mmap_mb]" lines every ``every`` s.
+
+    The bracketed columns are glibc's mallinfo2 (absent elsewhere); until ``stop`` is set.
+    """
     t0 = time.time()
     with open(path, "w") as f:
         while not stop.wait(every):
-            f.write(f"{time.time() - t0:.0f} {memory.resident_mb():.0f}\n")
+            line = f"{time.time() - t0:.0f} {memory.resident_mb():.0f}"
+            m = memory.malloc_stats_mb()
+            if m is not None:
+                line += f" {m['heap']:.0f} {m['heap_free']:.0f} {m['mmap']:.0f}"
+            f.write(line + "\n")
             f.flush()
 
 
@@ -86,6 +94,9 @@ def _child(spec):
     # run measures oneDNN's pool allocator.
     if not spec["pool_allocator"]:
         memory.use_system_allocator_for_onednn()
+    malloc = None
+    if not spec["glibc_default"]:
+        malloc = memory.limit_malloc_retention()  # None under GLIBC_TUNABLES / MALLOC_* / not glibc
     from absl import logging
 
     from spt_tf.evaluation import evaluator
@@ -116,7 +127,7 @@ def _child(spec):
     # per-batch transients (generator activations) that set the peak.
     rss_end = memory.resident_mb()
     out = {k: r[k] for k in ("peak_rss_mb", "seconds", "pairs_per_second")}
-    print(json.dumps({"pairs": r["num_pairs"], "rss_end_mb": rss_end, **out}))
+    print(json.dumps({"pairs": r["num_pairs"], "rss_end_mb": rss_end, **out, "malloc": malloc}))
 
 
 def main(argv=None):
@@ -138,12 +149,19 @@ def main(argv=None):
         help="keep oneDNN's BFC pool allocator (what evaluate.py turns off)",
     )
     p.add_argument(
+        "--glibc_default",
+        action="store_true",
+        help="leave glibc malloc's arenas and thresholds at their defaults "
+        "(evaluate.py limits them: memory.limit_malloc_retention)",
+    )
+    p.add_argument(
         "--buffer", type=int, default=None, help="eval.buffer_batches (default: the config's)"
     )
     p.add_argument(
         "--identities", type=int, default=16, help="synthetic identities (half are test)"
     )
     p.add_argument("--poses", type=int, default=9, help="poses per identity: P(P-1) pairs each")
+    p.add_argument("--tag", default="", help="suffix of each run's out dir (variants side by side)")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "spt_bench_evaluator"))
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -158,7 +176,9 @@ def main(argv=None):
         f"python {platform.python_version()}, {os.cpu_count()} CPUs; {h}x{w}, {a.model} networks, "
         f"batch {a.batch}, "
         f"input buffer {buffer} batches, oneDNN "
-        f"{'pool' if a.pool_allocator else 'system'} allocator, LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}, "
+        f"{'pool' if a.pool_allocator else 'system'} allocator, "
+        f"glibc malloc {'defaults' if a.glibc_default else 'limited (limit_malloc_retention)'}, LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}, "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
         f"Inception input {a.inception_size}{' (skipped)' if a.skip_inception else ''}"
     )
     rows = []
@@ -174,8 +194,9 @@ def main(argv=None):
             "skip_inception": a.skip_inception,
             "buffer": a.buffer,
             "pool_allocator": a.pool_allocator,
+            "glibc_default": a.glibc_default,
             "model": a.model,
-            "out": os.path.join(a.work, f"eval_{h}x{w}_{a.model}_b{a.batch}_{n}"),
+            "out": os.path.join(a.work, f"eval_{h}x{w}_{a.model}_b{a.batch}_{n}{a.tag}"),
         }
         out = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(spec)],

@@ -12,10 +12,16 @@ then: ``evaluate.py`` calls :func:`use_system_allocator_for_onednn` before it
 imports the evaluator. Training keeps TensorFlow's default (the pool is faster
 for the identical allocations of every step, and a training step's peak is
 its working set anyway).
+
+With oneDNN's buffers coming from glibc malloc, :func:`limit_malloc_retention`
+keeps glibc from holding freed buffers in per-thread arenas (a creeping peak
+over thousands of batches); :func:`malloc_stats_mb` reads glibc's own account
+for benchmarks.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 ONEDNN_SYSTEM_ALLOCATOR = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
@@ -38,6 +44,80 @@ def onednn_pool_allocator_in_use() -> bool:
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
         return False
     return os.environ.get(ONEDNN_SYSTEM_ALLOCATOR, "").strip().lower() not in ("1", "true")
+
+
+# glibc mallopt(3) parameters.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+# Environment through which a user tunes glibc malloc: their choice wins.
+_MALLOC_ENV = ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def _glibc():
+    libc = ctypes.CDLL(None)
+    try:
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        libc.gnu_get_libc_version()
+    except AttributeError:
+        return None
+    return libc
+
+
+def limit_malloc_retention(
+    arena_max: int = 2, mmap_threshold: int = 256 * 1024, trim_threshold: int = 256 * 1024
+) -> dict | None:
+    """Bounds what glibc malloc keeps of freed memory, for long streaming runs.
+
+    With oneDNN's buffers from malloc (:func:`use_system_allocator_for_onednn`),
+    two glibc defaults make a long run's resident memory creep: every thread
+    that meets contention gets its own arena (up to 8 per core), each keeping
+    its own freed blocks; and the mmap threshold rises to the largest block
+    freed so far (up to 32 MB), after which tensor buffers below it come from
+    those arenas and fragment them instead of going back to the OS. This caps
+    the arenas at ``arena_max`` and fixes the thresholds (mallopt(3)), so every
+    buffer of ``mmap_threshold`` bytes or more is its own mapping, unmapped when
+    freed. Call it before TensorFlow starts its threads (``evaluate.py`` does).
+
+    Returns the values set, or None where nothing was changed: not glibc, or the
+    user tunes malloc through the environment (their values win).
+    """
+    if any(k in os.environ for k in _MALLOC_ENV):
+        return None
+    libc = _glibc()
+    if libc is None:
+        return None
+    settings = {
+        "arena_max": (_M_ARENA_MAX, arena_max),
+        "mmap_threshold": (_M_MMAP_THRESHOLD, mmap_threshold),
+        "trim_threshold": (_M_TRIM_THRESHOLD, trim_threshold),
+    }
+    for name, (param, value) in settings.items():
+        if libc.mallopt(ctypes.c_int(param), ctypes.c_int(int(value))) != 1:
+            raise OSError(f"memory.limit_malloc_retention: mallopt refused {name}={value}")
+    return {name: int(value) for name, (_, value) in settings.items()}
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_stats_mb() -> dict | None:
+    """glibc's own account (mallinfo2, glibc >= 2.33), in MiB, or None elsewhere.
+
+    ``heap``: taken from the OS into the arenas; ``heap_free``: of that, free
+    blocks kept (fragmentation when it grows); ``mmap``: blocks mapped on their own.
+    """
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    m = libc.mallinfo2()
+    return {"heap": m.arena / 2**20, "heap_free": m.fordblks / 2**20, "mmap": m.hblkhd / 2**20}
 
 
 def resident_mb() -> float:

@@ -157,6 +157,32 @@ def test_inception_score_extremes():
         metrics.inception_score_from_logits(np.zeros((3, 4)), splits=10)
 
 
+@pytest.mark.parametrize("batch", [1, 7, 53])
+def test_streaming_inception_score_equals_batch(batch):
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, size=(53, 12))  # batches straddle the uneven split bounds
+    logits[5] = 1000.0 * np.eye(12)[3]  # a saturated row: p log p with exact zeros
+    acc = metrics.StreamingInceptionScore(53, splits=5)
+    for lo in range(0, 53, batch):
+        acc.update(logits[lo : lo + batch])
+    mean, std = acc.result()
+    ref_mean, ref_std = metrics.inception_score_from_logits(logits, splits=5)
+    assert mean == pytest.approx(ref_mean, rel=1e-10) and std == pytest.approx(ref_std, rel=1e-8)
+
+
+def test_streaming_inception_score_refuses_wrong_counts():
+    acc = metrics.StreamingInceptionScore(10, splits=2)
+    acc.update(np.zeros((6, 4)))
+    with pytest.raises(ValueError, match="6 examples seen, 10 declared"):
+        acc.result()
+    with pytest.raises(ValueError, match="more than the 10"):
+        acc.update(np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="3 classes, expected 4"):
+        acc.update(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="3 examples for 10 splits"):
+        metrics.StreamingInceptionScore(3, splits=10)
+
+
 def _fid_reference(a, b):
     """Frechet distance with tr sqrt(S1 S2) from the eigenvalues of S1^1/2 S2 S1^1/2."""
     mu1, mu2 = a.mean(0), b.mean(0)

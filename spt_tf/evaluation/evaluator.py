@@ -22,11 +22,12 @@ Two baselines in the same table, on the same pairs: "copy the source image"
 (generated := source image: every image metric) and "copy the source parsing"
 (predicted map := source map: mIoU, pixel accuracy).
 
-Streaming: per batch only the images of that batch are alive. What grows with
-the number of pairs N is 4 x N x 1000 float32 logits (IS needs them all: its
-splits are fixed by N; 190 MB at N = 12,000) and, while N <= 2048, the pool
-features themselves (for the exact low-rank FID, :func:`frechet_distance_low_rank`);
-past 2048 only the O(D^2) running mean and covariance remain.
+Streaming: per batch only the images of that batch are alive. IS and mask-IS
+are running sums per split (:class:`metrics.StreamingInceptionScore`: N is
+known up front, so are the splits); what grows with the number of pairs N is,
+while N <= 2048, the pool features themselves (for the exact low-rank FID,
+:func:`frechet_distance_low_rank`); past 2048 only the O(D^2) running mean
+and covariance remain.
 
 Outputs in ``out_dir``: ``results.json``, ``results.md`` (the table),
 ``samples_NN.png`` (rows: source | target pose | predicted parsing | generated |
@@ -251,10 +252,13 @@ class _Mean:
 class _ImageRow:
     """Accumulators of one table row judged on images (model or copy-source)."""
 
-    def __init__(self, with_inception: bool, with_pose: bool):
+    def __init__(self, with_inception: bool, with_pose: bool, num_pairs: int, splits: int):
         self.ssim, self.mask_ssim, self.l1 = _Mean(), _Mean(), _Mean()
-        self.logits: list[np.ndarray] = []
-        self.mask_logits: list[np.ndarray] = []
+        # IS and mask-IS as running sums (the logits are not kept: 4 KB a pair each).
+        self.inception_score = self.mask_inception_score = None
+        if with_inception:
+            self.inception_score = metrics.StreamingInceptionScore(num_pairs, splits)
+            self.mask_inception_score = metrics.StreamingInceptionScore(num_pairs, splits)
         self.features = FeatureStatistics() if with_inception else None
         self.pck = [0, 0] if with_pose else None
 
@@ -625,8 +629,8 @@ def run(
         real_stats = FeatureStatistics()
 
     rows = {
-        "model": _ImageRow(use_inception, with_pose),
-        "copy_source_image": _ImageRow(use_inception, with_pose),
+        "model": _ImageRow(use_inception, with_pose, n_pairs, splits),
+        "copy_source_image": _ImageRow(use_inception, with_pose, n_pairs, splits),
     }
     real_pck = [0, 0]
     conf = {
@@ -665,8 +669,8 @@ def run(
                     masked = metrics.apply_mask(images, tf.cast(masks, tf.uint8))
                     logits, pool = inc(tf.concat([images, masked], 0))
                     n = int(images.shape[0])
-                    row.logits.append(logits[:n].numpy())
-                    row.mask_logits.append(logits[n:].numpy())
+                    row.inception_score.update(logits[:n].numpy())
+                    row.mask_inception_score.update(logits[n:].numpy())
                     row.features.update(pool[:n].numpy())
                 if with_pose:
                     c, t = metrics.pckh_counts(gen.detect(images), tkp_np, PCKH_THRESHOLD)
@@ -781,12 +785,8 @@ def _results(
                         "values are NaN (both images flat) and left out of the mean"
                     )
             if inc is not None:
-                r["is"], r["is_std"] = metrics.inception_score_from_logits(
-                    np.concatenate(row.logits), splits
-                )
-                r["mask_is"], r["mask_is_std"] = metrics.inception_score_from_logits(
-                    np.concatenate(row.mask_logits), splits
-                )
+                r["is"], r["is_std"] = row.inception_score.result()
+                r["mask_is"], r["mask_is_std"] = row.mask_inception_score.result()
                 r["fid"] = fid(row.features, real_stats)
             if row.pck is not None and row.pck[1]:
                 r["pckh"] = row.pck[0] / row.pck[1]
