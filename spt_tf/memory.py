@@ -52,6 +52,19 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _MALLOC_ENV = ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
+_limits_set: dict | None = None
+
+
+def malloc_limits() -> dict | None:
+    """What :func:`limit_malloc_retention` set in this process (None: nothing)."""
+    return None if _limits_set is None else dict(_limits_set)
+
+
+def user_tunes_malloc() -> bool:
+    """Whether the environment carries a malloc setting of the user's (it wins)."""
+    return any(k in os.environ for k in _MALLOC_ENV)
+
+
 def _glibc():
     libc = ctypes.CDLL(None)
     try:
@@ -80,7 +93,8 @@ def limit_malloc_retention(
     Returns the values set, or None where nothing was changed: not glibc, or the
     user tunes malloc through the environment (their values win).
     """
-    if any(k in os.environ for k in _MALLOC_ENV):
+    global _limits_set
+    if user_tunes_malloc():
         return None
     libc = _glibc()
     if libc is None:
@@ -93,7 +107,8 @@ def limit_malloc_retention(
     for name, (param, value) in settings.items():
         if libc.mallopt(ctypes.c_int(param), ctypes.c_int(int(value))) != 1:
             raise OSError(f"memory.limit_malloc_retention: mallopt refused {name}={value}")
-    return {name: int(value) for name, (_, value) in settings.items()}
+    _limits_set = {name: int(value) for name, (_, value) in settings.items()}
+    return dict(_limits_set)
 
 
 class _MallInfo2(ctypes.Structure):

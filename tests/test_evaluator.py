@@ -113,6 +113,7 @@ def test_results_files_parseable_with_baselines_and_marks(sm_eval, trained):
     assert saved["inception"]["fid_real_statistics"]["status"] == "computed"
     assert inception_lib.RANDOM_WARNING in saved["warnings"]
     assert saved["comparable"] is False
+    assert saved["malloc_limits"] is None  # pytest's process leaves glibc malloc as it is
     rows = saved["rows"]
     assert set(rows) == {"model", "copy_source_image", "copy_source_parsing"}
     for name in ("model", "copy_source_image"):
@@ -172,6 +173,23 @@ def test_copy_source_baselines_match_direct_computation(sm_eval, trained):
         if np.any((p == k) | (t == k))
     ]
     np.testing.assert_allclose(par["miou"], np.mean(ious), rtol=1e-12)
+
+
+def test_copy_source_is_and_mask_is_equal_the_batch_function(sm_eval, trained, random_inception):
+    # The evaluator streams IS (running sums per split); here all the logits at once.
+    results, _ = sm_eval
+    d = _pairs_u8(trained["config"], MAX_PAIRS)
+    src = d["image"]
+    h, w = src.shape[1:3]
+    radius, closing = evaluator.mask_parameters(h)
+    masks = metrics.evaluation_masks(d["target_keypoints"], h, w, radius=radius, closing=closing)
+    masked = metrics.apply_mask(tf.constant(src), tf.cast(masks, tf.uint8))
+    splits = int(trained["config"].eval.is_splits)
+    row = results["rows"]["copy_source_image"]
+    for key, images in (("is", src), ("mask_is", masked)):
+        mean, std = metrics.inception_score_from_logits(random_inception(images)[0].numpy(), splits)
+        np.testing.assert_allclose(row[key], mean, rtol=1e-4)
+        np.testing.assert_allclose(row[f"{key}_std"], std, rtol=1e-3, atol=1e-6)
 
 
 def test_checkpoint_matches_saved_model(ckpt_eval, sm_eval):

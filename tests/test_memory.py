@@ -65,17 +65,17 @@ from spt_tf import memory
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-tuned = None
-if sys.argv[1] == "tune":
+mode, tuned = sys.argv[1], None
+if mode == "tune":
     tuned = memory.limit_malloc_retention()
-elif sys.argv[1] == "evaluate.py":  # what importing evaluate.py did
+elif mode == "evaluate.py":  # what importing evaluate.py did
     sys.argv = ["evaluate.py"]
     import evaluate
 libc.free(libc.malloc(8 << 20))  # untuned glibc now raises its mmap threshold to 8 MB
 p = libc.malloc(1 << 20)
 mmapped = bool(ctypes.c_size_t.from_address(p - 8).value & 2)  # chunk header: IS_MMAPPED
 libc.free(p)
-print(json.dumps({"tuned": tuned, "mmapped": mmapped}))
+print(json.dumps({"tuned": tuned, "mmapped": mmapped, "limits": memory.malloc_limits()}))
 """
 
 
@@ -98,19 +98,24 @@ def _probe(arg, **env_extra):
 @pytest.mark.skipif(memory._glibc() is None, reason="glibc malloc only")
 def test_limit_malloc_retention_keeps_large_blocks_out_of_the_heap():
     # Default glibc: after an 8 MB block is freed, a 1 MB block comes from the heap.
-    assert _probe("plain") == {"tuned": None, "mmapped": False}
+    assert _probe("plain") == {"tuned": None, "mmapped": False, "limits": None}
     # Tuned: the threshold stays at 256 KB, so the 1 MB block is its own mapping.
     tuned = _probe("tune")
-    assert tuned["mmapped"] is True
+    assert tuned["mmapped"] is True and tuned["limits"] == tuned["tuned"]
     assert tuned["tuned"] == {
         "arena_max": 2,
         "mmap_threshold": 256 * 1024,
         "trim_threshold": 256 * 1024,
     }
     # evaluate.py tunes malloc as it is imported, before TensorFlow starts.
-    assert _probe("evaluate.py")["mmapped"] is True
+    from_evaluate = _probe("evaluate.py")
+    assert from_evaluate["mmapped"] is True and from_evaluate["limits"]["arena_max"] == 2
     # A user's malloc environment wins: nothing is changed.
-    assert _probe("tune", MALLOC_ARENA_MAX="4") == {"tuned": None, "mmapped": False}
+    assert _probe("tune", MALLOC_ARENA_MAX="4") == {
+        "tuned": None,
+        "mmapped": False,
+        "limits": None,
+    }
 
 
 @pytest.mark.skipif(memory._glibc() is None, reason="glibc malloc only")

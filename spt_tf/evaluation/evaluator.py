@@ -586,6 +586,19 @@ def run(
             n_pairs,
             memory.ONEDNN_SYSTEM_ALLOCATOR,
         )
+    if (
+        memory.malloc_limits() is None
+        and not memory.user_tunes_malloc()
+        and memory.malloc_stats_mb() is not None  # glibc
+        and n_pairs * h * w > 1000 * 128 * 128
+    ):
+        logging.warning(
+            "evaluate: glibc malloc keeps its default arenas and mmap threshold, so freed "
+            "tensor buffers stay in the process and its peak creeps up over %d pairs; run "
+            "through evaluate.py, or call spt_tf.memory.limit_malloc_retention() before "
+            "TensorFlow starts",
+            n_pairs,
+        )
     if use_inception:  # a refusal comes before anything is built or written
         inception_lib.check_weights_policy(config.eval.inception_weights, allow_random_weights)
     if saved_model:
@@ -723,6 +736,7 @@ def run(
     results["pairs_per_second"] = n_pairs / max(seconds, 1e-9)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     results["onednn_pool_allocator"] = memory.onednn_pool_allocator_in_use()
+    results["malloc_limits"] = memory.malloc_limits()
     grids = _write_samples(out_dir, samples, h)
     results["samples"] = [os.path.basename(p) for p in grids]
     _write_outputs(out_dir, results)
