@@ -114,7 +114,11 @@ def _calibrate_classifier(
     pool = keras.Model(model.input, model.get_layer("avg_pool").output)
     coarse = rng.uniform(-1.0, 1.0, (num_probes, 4, 4, 3)).astype(np.float32)
     probes = tf.image.resize(coarse, [size, size], method="bilinear")
-    feats = pool(probes, training=False).numpy().astype(np.float64)
+    # Two probes a call: an eager Keras call keeps every layer's output until it
+    # returns (16 probes at 299 x 299 would hold ~1.9 GB for a moment).
+    feats = np.concatenate(
+        [pool(probes[i : i + 2], training=False).numpy() for i in range(0, num_probes, 2)]
+    ).astype(np.float64)
     mean = feats.mean(0)
     scale = max(float(np.sqrt(((feats - mean) ** 2).mean())), 1e-12)
     dense = model.get_layer("predictions")
