@@ -54,6 +54,12 @@ flags.DEFINE_string(
     "fid_cache_dir", None, "Cache of the real FID statistics (default: parent of --out_dir)."
 )
 flags.DEFINE_integer("num_samples", 16, "Rows of sample grids to write (8 per PNG).")
+flags.DEFINE_string(
+    "parser_workdir",
+    None,
+    "Workdir whose human parser (--stage=parser) judges the generated images (parser mIoU); "
+    "default --workdir.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -82,6 +88,7 @@ def main(argv):
             skip_inception=FLAGS.skip_inception,
             fid_cache_dir=FLAGS.fid_cache_dir,
             num_samples=FLAGS.num_samples,
+            parser_workdir=FLAGS.parser_workdir,
         )
     except (inception.InceptionWeightsError, evaluator.IncompleteCheckpointError) as e:
         sys.exit(f"evaluate.py: {type(e).__name__}: {e}")

@@ -72,6 +72,10 @@ def get_config() -> ml_collections.ConfigDict:
     m.deformable_levels = 4
     # H_A uses parsing channels 1..L-1 only (release: background dropped).
     m.drop_background_channel = True
+    # H_A's target encoder also reads the target parsing painted with the source's mean
+    # colour per label (spt_tf.models.generators.paint_by_labels): part of the offline
+    # recipe (docs/design.md "Offline recipe"); not in the paper (False).
+    m.paint_input = False
     # Progressive 256 generator: global generator at half resolution + local enhancer.
     m.progressive = False
     # PatchGAN: number of strided layers and base width.
@@ -105,6 +109,16 @@ def get_config() -> ml_collections.ConfigDict:
     # release adds an L1 on the cycle in its generator step. 0 in the paper's configs;
     # the synthetic demo, which has no ImageNet VGG offline, needs it.
     lo.lambda_cycle = 0.0
+    # What the content (Eq. 7) and style (Eq. 8) losses compare: "vgg" (the paper:
+    # VGG16 relu2_1 with model.vgg_weights) or "statistics" (fixed colour and
+    # multi-scale gradient statistics, spt_tf.losses.region_statistics: the offline
+    # recipe when no ImageNet VGG can be had; docs/design.md "Offline recipe").
+    lo.features = "vgg"
+    # Gradient distances (pixels) of the "statistics" features.
+    lo.statistics_dilations = (1, 2, 4)
+    # The cycle's losses reach H_A's forward pass through the generated target (the
+    # paper). False: the cycle starts from the generated target without its gradient.
+    lo.cycle_through_target = True
     # Style loss kind: "semantic" (Eq. 8), "mask" (body-part masks; Baseline),
     # "patch" (patches around joints), "none".
     lo.style = "semantic"
@@ -122,6 +136,10 @@ def get_config() -> ml_collections.ConfigDict:
     t.semantic_steps = 5000
     t.appearance_steps = 10000
     t.joint_steps = 10000
+    # H_A's target encoder also reads the target parsing painted with the source's mean
+    # colour per label (spt_tf.models.generators.paint_by_labels): part of the offline
+    # recipe (docs/design.md "Offline recipe"); not in the paper (False).
+    m.paint_input = False
     # Progressive 256 generator only: local enhancer fading in alone, then everything.
     t.progressive_local_steps = 10000
     t.progressive_all_steps = 10000
@@ -129,6 +147,12 @@ def get_config() -> ml_collections.ConfigDict:
     t.parser_steps = 20000
     # Adam learning rate of the parser stage (beta_1 0.9, beta_2 0.999: no adversarial game).
     t.parser_learning_rate = 1e-3
+    # Adam learning rate of the pose detector stage (beta_1 0.9, beta_2 0.999: supervised).
+    t.pose_detector_learning_rate = 1e-3
+    # The appearance stages refuse a pose loss (loss.lambda_pose > 0) whose detector P
+    # has a PCKh on the real test images below this (pose_detector_summary.json;
+    # an untrained P makes the pose loss noise). 0 disables the check.
+    t.min_pose_pckh = 0.5
     # Steps over which the local enhancer's alpha ramps from 0 to 1.
     t.fade_steps = 5000
     # Adam.
@@ -147,6 +171,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Scalars every N steps, image grids every M steps.
     t.log_every = 50
     t.image_every = 500
+    # At each image summary the generated images are compared with real ones
+    # (spt_tf/training/guard.py): a warning when their share of variance at the finest
+    # scale is more than this many times the real images' (noise) ...
+    t.guard_max_high_frequency_ratio = 2.0
+    # ... or their contrast less than this fraction of the real images' (collapse).
+    t.guard_min_contrast_ratio = 0.2
     # Random seed.
     t.seed = 0
     # Ablation: "e2e" (SPT), "ts_pred", "ts_gt", "baseline".

@@ -36,6 +36,8 @@ def get_config():
     c.train.log_every = 1
     c.train.image_every = 1
     c.train.xla = "off"
+    # Two steps of P find no joint: the tests run every loss anyway, shapes not quality.
+    c.train.min_pose_pckh = 0.0
     c.eval.batch_size = 4
     c.eval.inception_weights = ""
     c.eval.is_splits = 2

@@ -528,3 +528,157 @@ def patch_style_loss(
     per_joint = tf.reduce_mean(tf.square(ga - gb), axis=[2, 3])  # [B, 18]
     both = tf.cast(geometry.present(_f32(kp_a)) & geometry.present(_f32(kp_b)), tf.float32)
     return tf.reduce_sum(per_joint * both, axis=1)
+
+
+# --------------------------------------------------------------------------- offline statistics
+
+# Central-difference distances (pixels) of the image statistics features.
+DEFAULT_DILATIONS = (1, 2, 4)
+# A region counts in the statistics style loss only with at least this many pixels
+# (a few pixels give statistics that are mostly their boundary).
+MIN_REGION_PIXELS = 4.0
+
+
+def _shift(x: tf.Tensor, dy: int, dx: int) -> tf.Tensor:
+    """``out[y, x] = x[y + dy, x + dx]`` with zeros outside; x: [B, H, W, C] (static H, W)."""
+    h, w = x.shape[1], x.shape[2]
+    pad_y, pad_x = abs(dy), abs(dx)
+    p = tf.pad(x, [[0, 0], [pad_y, pad_y], [pad_x, pad_x], [0, 0]])
+    return p[:, pad_y + dy : pad_y + dy + h, pad_x + dx : pad_x + dx + w, :]
+
+
+def image_statistics_features(images: tf.Tensor, dilations: Sequence[int] = DEFAULT_DILATIONS) -> tf.Tensor:
+    """Fixed colour and multi-scale gradient features: the offline stand-in for VGG's Λ.
+
+    Per pixel: the three colours, then for each distance d the forward differences
+    ``x[p + d] - x[p]`` along x and along y of each colour (zeros are sampled
+    outside the image). Colours carry the garment's colour, the differences at
+    several distances its texture (stripes, checks, dots: their orientation and
+    period). Forward, not central, differences: a central difference is blind to
+    the highest frequency (a pattern of period 2 pixels, the checkerboard a
+    transposed convolution leaves), which the loss must see to forbid it. No
+    weights: nothing to train, download or checkpoint.
+
+    Args:
+      images: [B, H, W, 3] in [-1, 1] (static H, W).
+      dilations: distances of the differences, pixels.
+
+    Returns:
+      [B, H, W, 3 + 6 * len(dilations)] float32.
+    """
+    x = _f32(images)
+    feats = [x]
+    for d in dilations:
+        feats.append(_shift(x, 0, d) - x)
+        feats.append(_shift(x, d, 0) - x)
+    return tf.concat(feats, -1)
+
+
+def _weighted_outer(weights: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """``sum_p w[p, k] a[p, i] b[p, j]``: [B, P, K], [B, P, I], [B, P, J] -> [B, K, I, J] (one matmul)."""
+    i, j = a.shape[-1], b.shape[-1]
+    outer = tf.reshape(a[..., :, None] * b[..., None, :], [tf.shape(a)[0], -1, i * j])
+    out = tf.linalg.matmul(weights, outer, transpose_a=True)
+    return tf.reshape(out, [tf.shape(a)[0], weights.shape[-1], i, j])
+
+
+def region_statistics(
+    images: tf.Tensor, masks: tf.Tensor, dilations: Sequence[int] = DEFAULT_DILATIONS
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Colour and texture statistics of each region: the offline Gram matrices of Eq. 8.
+
+    Per region k (mask m_k, hard {0, 1}), normalised by the region's area
+    ``A_k = sum_p m_k`` so that regions of different size in two poses compare
+    their appearance, not their size:
+
+    * colour: ``sum_p m_k c cᵀ / A_k`` with ``c = [1, r, g, b]``: the mean colour
+      (first row) and the colours' second moments;
+    * texture, for each distance d: the second moments of the forward differences
+      ``[D_x^d x, D_y^d x]`` (6 channels, :func:`image_statistics_features`), each
+      product counted only where every sample it uses lies inside the region: a
+      difference across the region's boundary measures the neighbour (often the
+      background, which differs between two photos of a person), not the garment.
+      The energy along x against y gives the texture's orientation, the distances
+      its period (stripes, checks, dots); the x-y products its diagonal.
+
+    These are blocks of the Gram matrix of Eq. 8 on the features
+    ``[1, rgb, D^d x]``, without the products of differences at two distances
+    (the block diagonal keeps the cost linear in the number of distances).
+
+    Args:
+      images: [B, H, W, 3] in [-1, 1] (static H, W).
+      masks: [B, H, W, K] region masks in {0, 1} at image resolution.
+      dilations: difference distances, pixels.
+
+    Returns:
+      ``(colour [B, K, 4, 4], texture [B, K, len(dilations), 6, 6], area [B, K])``, float32.
+    """
+    x = _f32(images)
+    m = _f32(masks)
+    b = tf.shape(x)[0]
+    h, w = x.shape[1], x.shape[2]
+    k = m.shape[-1]
+    p = h * w
+    flat = lambda t: tf.reshape(t, [b, p, t.shape[-1]])  # noqa: E731
+    mf = flat(m)
+    area = tf.reduce_sum(mf, axis=1)  # [B, K]
+    norm = tf.maximum(area, 1.0)[:, :, None, None]
+    c = flat(tf.concat([tf.ones_like(x[..., :1]), x], -1))
+    colour = _weighted_outer(mf, c, c) / norm
+    texture = []
+    for d in dilations:
+        gx, gy = flat(_shift(x, 0, d) - x), flat(_shift(x, d, 0) - x)
+        vx, vy = flat(_shift(m, 0, d) * m), flat(_shift(m, d, 0) * m)
+        xx = _weighted_outer(vx, gx, gx)
+        yy = _weighted_outer(vy, gy, gy)
+        xy = _weighted_outer(vx * vy, gx, gy)
+        top = tf.concat([xx, xy], -1)
+        bottom = tf.concat([tf.linalg.matrix_transpose(xy), yy], -1)
+        texture.append(tf.concat([top, bottom], -2) / norm)
+    return colour, tf.stack(texture, 2), area
+
+
+def statistics_style_loss(
+    image_a: tf.Tensor,
+    masks_a: tf.Tensor,
+    image_b: tf.Tensor,
+    masks_b: tf.Tensor,
+    dilations: Sequence[int] = DEFAULT_DILATIONS,
+    min_pixels: float = MIN_REGION_PIXELS,
+) -> tf.Tensor:
+    """Eq. 8 on fixed colour / texture statistics (:func:`region_statistics`).
+
+    Per region present (at least ``min_pixels`` pixels) in both images: the mean
+    squared difference of the colour block plus, for each distance, that of the
+    texture block, so that colour and the texture at each scale weigh alike;
+    summed over the regions. With the label masks of two parsing maps this is
+    the semantic-aware style loss; with body-part masks the Baseline's
+    mask-style loss.
+
+    Args:
+      image_a, image_b: [B, H, W, 3] in [-1, 1].
+      masks_a, masks_b: [B, H, W, K] hard region masks of each image.
+      dilations: difference distances, pixels.
+      min_pixels: smallest area of a region that counts.
+
+    Returns:
+      [B] float32, >= 0; 0 for identical inputs; symmetric.
+    """
+    ca, ta, area_a = region_statistics(image_a, masks_a, dilations)
+    cb, tb, area_b = region_statistics(image_b, masks_b, dilations)
+    both = tf.cast((area_a >= min_pixels) & (area_b >= min_pixels), tf.float32)
+    per_region = tf.reduce_mean(tf.square(ca - cb), axis=[2, 3]) + tf.reduce_sum(
+        tf.reduce_mean(tf.square(ta - tb), axis=[3, 4]), axis=2
+    )
+    return tf.reduce_sum(per_region * both, axis=1)
+
+
+def label_masks(parsing: tf.Tensor, labels: Sequence[int]) -> tf.Tensor:
+    """[B, H, W, L] one-hot / probabilities -> [B, H, W, K] hard masks of ``labels`` (argmax)."""
+    p = _f32(parsing)
+    num = p.shape[-1]
+    for lab in labels:
+        if not 0 <= lab < num:
+            raise ValueError(f"losses.label_masks: label {lab} outside the {num} parsing channels")
+    hard = tf.one_hot(tf.argmax(p, axis=-1), num, dtype=tf.float32)
+    return tf.gather(hard, list(labels), axis=-1)

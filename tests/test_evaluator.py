@@ -115,8 +115,8 @@ def test_results_files_parseable_with_baselines_and_marks(sm_eval, trained):
     assert saved["comparable"] is False
     assert saved["malloc_limits"] is None  # pytest's process leaves glibc malloc as it is
     rows = saved["rows"]
-    assert set(rows) == {"model", "copy_source_image", "copy_source_parsing"}
-    for name in ("model", "copy_source_image"):
+    assert set(rows) == set(evaluator.ROWS)
+    for name in ("model", "copy_source_image", "paint_predicted_parsing", "paint_true_parsing"):
         for key in ("is", "mask_is", "ssim", "mask_ssim", "fid", "l1"):
             assert math.isfinite(rows[name][key]), (name, key)
         assert 1.0 <= rows[name]["is"] <= MAX_PAIRS / 2  # at most the examples per split
@@ -126,6 +126,9 @@ def test_results_files_parseable_with_baselines_and_marks(sm_eval, trained):
     assert rows["copy_source_image"]["is"] > 1.01
     assert rows["copy_source_image"]["miou"] is None
     assert rows["copy_source_parsing"]["ssim"] is None and rows["copy_source_parsing"]["is"] is None
+    # The real targets are judged only as people (P, the human parser): none here (SavedModel, no parser).
+    assert all(v is None for k, v in rows["real_target"].items() if k in dict(evaluator.COLUMNS))
+    assert any("parser mIoU: no human parser" in n for n in saved["notes"])
     for name in ("model", "copy_source_parsing"):
         assert 0.0 <= rows[name]["miou"] <= 1.0 and 0.0 <= rows[name]["pixel_accuracy"] <= 1.0
     assert any("not available with a SavedModel" in n for n in saved["notes"])
@@ -135,6 +138,10 @@ def test_results_files_parseable_with_baselines_and_marks(sm_eval, trained):
         "| model |",
         "| copy the source image |",
         "| copy the source parsing |",
+        "| paint the predicted parsing |",
+        "| paint the true parsing |",
+        "| real target (ceiling) |",
+        "parser mIoU",
         "mask-SSIM",
         "PCKh",
         "not available with a SavedModel",
@@ -173,6 +180,26 @@ def test_copy_source_baselines_match_direct_computation(sm_eval, trained):
         if np.any((p == k) | (t == k))
     ]
     np.testing.assert_allclose(par["miou"], np.mean(ious), rtol=1e-12)
+
+
+def test_paint_baselines_match_direct_computation(sm_eval, trained):
+    """The paint rows: metrics.paint_parsing of the true / H_S-predicted target parsing."""
+    results, _ = sm_eval
+    d = _pairs_u8(trained["config"], MAX_PAIRS)
+    src, real = d["image"], d["target_image"]
+    loaded = tf.saved_model.load(trained["export"])
+    predicted = loaded.signatures["transform_parsing"](
+        parsing=tf.constant(d["parsing"]), source_keypoints=tf.constant(d["keypoints"]),
+        target_keypoints=tf.constant(d["target_keypoints"]),
+    )["parsing"].numpy()  # fmt: skip
+    for name, target_parsing in (("paint_true_parsing", d["target_parsing"]), ("paint_predicted_parsing", predicted)):
+        painted = metrics.paint_parsing(src, d["parsing"], target_parsing)
+        row = results["rows"][name]
+        ssim = [_field_ssim(real[i], painted[i]) for i in range(MAX_PAIRS)]
+        np.testing.assert_allclose(row["ssim"], np.nanmean(ssim), atol=1e-4)
+        l1 = np.abs(painted.astype(float) - real.astype(float)).mean() / 255.0
+        np.testing.assert_allclose(row["l1"], l1, rtol=1e-9)
+        assert row["miou"] is None
 
 
 def test_copy_source_is_and_mask_is_equal_the_batch_function(sm_eval, trained, random_inception):
@@ -377,3 +404,26 @@ def test_inception_random_weights_marked_and_deterministic(random_inception, tmp
     np.testing.assert_allclose(from_file(images)[0].numpy(), logits.numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(inception_lib.InceptionWeightsError, match="not a file"):
         inception_lib.InceptionFeatures(str(tmp_path / "missing.h5"), input_size=SIZE)
+
+
+def test_parser_miou_and_real_target_ceiling(trained, tmp_path):
+    """With a trained human parser in the workdir: parser mIoU per row, the real targets' as ceiling."""
+    import shutil
+
+    from spt_tf.training import loop
+
+    config = trained["config"]
+    workdir = str(tmp_path / "workdir")
+    shutil.copytree(trained["workdir"], workdir)
+    loop.train_stage(config, workdir, "parser")
+    results = evaluator.run(config, workdir, str(tmp_path / "eval"), max_pairs=MAX_PAIRS, skip_inception=True)
+    rows = results["rows"]
+    for name in ("model", "paint_predicted_parsing", "paint_true_parsing", "copy_source_image", "real_target"):
+        assert 0.0 <= rows[name]["parser_miou"] <= 1.0, name
+    assert rows["real_target"]["ssim"] is None and rows["real_target"]["l1"] is None
+    assert rows["real_target"]["pckh"] == results["pose_detector"]["pckh_real_target"]
+    # The ceiling row, recomputed: the workdir's parser on the real targets against their parsing.
+    parse, _ = evaluator.restore_human_parser(config, workdir)
+    d = _pairs_u8(config, MAX_PAIRS)
+    conf = metrics.parsing_confusion(parse(tf.constant(d["target_image"])), d["target_parsing"], 10)
+    np.testing.assert_allclose(rows["real_target"]["parser_miou"], metrics.miou_from_confusion(conf), rtol=1e-12)

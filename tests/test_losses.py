@@ -392,3 +392,108 @@ def test_patch_style_loss_matches_numpy_patches():
     )
     with pytest.raises(ValueError, match="half_size"):
         losses.patch_style_loss(fa, kp_a, fb, kp_b, (8, 8), 0.0)
+
+
+# --------------------------------------------------------------------------- offline statistics
+
+
+def test_image_statistics_features_forward_differences():
+    x = np.zeros((1, 3, 4, 3), np.float32)
+    x[0, 1, 2] = [0.5, -0.5, 1.0]
+    f = _np(losses.image_statistics_features(tf.constant(x), dilations=(1,)))
+    assert f.shape == (1, 3, 4, 3 + 6)
+    np.testing.assert_allclose(f[..., :3], x)
+    dx, dy = f[..., 3:6], f[..., 6:9]
+    # x[p + d] - x[p] along x: the bright pixel at (1, 2) gives +v at (1, 1) and -v at (1, 2).
+    np.testing.assert_allclose(dx[0, 1, 1], x[0, 1, 2])
+    np.testing.assert_allclose(dx[0, 1, 2], -x[0, 1, 2])
+    np.testing.assert_allclose(dy[0, 0, 2], x[0, 1, 2])
+    np.testing.assert_allclose(dy[0, 1, 2], -x[0, 1, 2])
+    assert np.count_nonzero(dx) == 6 and np.count_nonzero(dy) == 6  # 2 pixels x 3 channels each
+
+
+def _region_case():
+    """A 6x6 image: region 0 a solid colour block, region 1 a checkerboard block."""
+    img = np.full((1, 6, 6, 3), -1.0, np.float32)
+    masks = np.zeros((1, 6, 6, 2), np.float32)
+    img[0, :3, :3] = [0.2, 0.4, -0.6]
+    masks[0, :3, :3, 0] = 1
+    yy, xx = np.mgrid[3:6, 3:6]
+    img[0, 3:6, 3:6] = np.where(((yy + xx) % 2 == 0)[..., None], 0.5, -0.5)
+    masks[0, 3:6, 3:6, 1] = 1
+    return img, masks
+
+
+def test_region_statistics_hand_computed():
+    img, masks = _region_case()
+    colour, texture, area = losses.region_statistics(tf.constant(img), tf.constant(masks), dilations=(1, 2))
+    colour, texture, area = _np(colour), _np(texture), _np(area)
+    assert colour.shape == (1, 2, 4, 4) and texture.shape == (1, 2, 2, 6, 6)
+    np.testing.assert_allclose(area, [[9, 9]])
+    solid = colour[0, 0]
+    np.testing.assert_allclose(solid[0, 0], 1.0)  # the constant channel: mean of 1
+    np.testing.assert_allclose(solid[0, 1:], [0.2, 0.4, -0.6], rtol=1e-6)  # mean colour
+    np.testing.assert_allclose(solid[1:, 1:], np.outer([0.2, 0.4, -0.6], [0.2, 0.4, -0.6]), rtol=1e-6)
+    # Differences across the region's border (into the -1 background) are not counted.
+    np.testing.assert_allclose(texture[0, 0], 0.0, atol=1e-7)
+    check = texture[0, 1]
+    np.testing.assert_allclose(colour[0, 1, 0, 1:], [0.5 / 9] * 3, rtol=1e-6)  # 5 of +0.5, 4 of -0.5
+    # Distance 1: 6 horizontal pairs inside the block (2 per row) of difference +-1, over area 9;
+    # the same vertically; at the 4 pixels with both, dx = dy = -2 v: the x-y product is +1.
+    np.testing.assert_allclose(np.diag(check[0]), [6 / 9] * 6, rtol=1e-6)
+    np.testing.assert_allclose(check[0, 0, 3], 4 / 9, rtol=1e-6)
+    # Distance 2: the checkerboard repeats itself: no difference at all.
+    np.testing.assert_allclose(check[1], 0.0, atol=1e-7)
+    np.testing.assert_allclose(texture, np.swapaxes(texture, -1, -2), atol=1e-7)
+
+
+def test_statistics_style_loss_sees_a_two_pixel_checkerboard():
+    img, masks = _region_case()
+    flat = img.copy()
+    flat[0, 3:6, 3:6] = 0.5 / 9  # the checkerboard's mean colour, without its texture
+    a, m = tf.constant(img), tf.constant(masks)
+    same = _np(losses.statistics_style_loss(a, m, a, m))
+    np.testing.assert_allclose(same, [0.0], atol=1e-12)
+    diff = _np(losses.statistics_style_loss(a, m, tf.constant(flat), m))
+    # Same means: the loss comes from the texture, which central differences would miss.
+    assert diff[0] > 1e-3
+    np.testing.assert_allclose(_np(losses.statistics_style_loss(tf.constant(flat), m, a, m)), diff, rtol=1e-6)
+
+
+def test_statistics_style_loss_ignores_small_and_absent_regions():
+    img, masks = _region_case()
+    other = img + 0.3
+    m = tf.constant(masks)
+    full = _np(losses.statistics_style_loss(tf.constant(img), m, tf.constant(other), m))
+    only_solid = masks.copy()
+    only_solid[..., 1] = 0  # region 1 absent from the second map
+    part = _np(losses.statistics_style_loss(tf.constant(img), m, tf.constant(other), tf.constant(only_solid)))
+    assert 0 < part[0] < full[0]
+    tiny = masks.copy()
+    tiny[0, :, :, 0] = 0
+    tiny[0, 0, 0, 0] = 1  # one pixel: below MIN_REGION_PIXELS
+    small = _np(losses.statistics_style_loss(tf.constant(img), tf.constant(tiny), tf.constant(other), m))
+    np.testing.assert_allclose(small + part, full, rtol=1e-5)
+
+
+def test_statistics_style_loss_gradient_reaches_the_image():
+    img, masks = _region_case()
+    x = tf.Variable(img + 0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(losses.statistics_style_loss(x, tf.constant(masks), tf.constant(img),
+                                                          tf.constant(masks)))  # fmt: skip
+    grad = _np(tape.gradient(loss, x))
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    np.testing.assert_allclose(grad[0, :3, 3:], 0.0)  # outside every region: no gradient
+
+
+def test_label_masks_hard_argmax():
+    probs = np.zeros((1, 2, 2, 4), np.float32)
+    probs[0, 0, 0] = [0.1, 0.6, 0.2, 0.1]
+    probs[0, 0, 1] = [0.1, 0.2, 0.6, 0.1]
+    probs[0, 1, :] = [0.7, 0.1, 0.1, 0.1]
+    m = _np(losses.label_masks(tf.constant(probs), (1, 2)))
+    np.testing.assert_array_equal(m[0, ..., 0], [[1, 0], [0, 0]])
+    np.testing.assert_array_equal(m[0, ..., 1], [[0, 1], [0, 0]])
+    with pytest.raises(ValueError, match="label 4"):
+        losses.label_masks(tf.constant(probs), (4,))

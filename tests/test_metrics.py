@@ -342,3 +342,35 @@ def test_l1_distance():
         metrics.l1_distance(a * 1.0, b * 1.0)
     with pytest.raises(ValueError, match="dtypes"):
         metrics.l1_distance(a, fb)
+
+
+def test_paint_parsing_hand_made():
+    src = np.zeros((1, 2, 3, 3), np.uint8)
+    src[0, 0, :] = [[10, 20, 30], [20, 40, 60], [0, 0, 0]]
+    src[0, 1, :] = [[100, 100, 100], [200, 0, 50], [7, 7, 7]]
+    sp = np.array([[[3, 3, 0], [4, 4, 0]]])
+    # Target: label 4 top-left, 3 bottom-right, 0 elsewhere; label 2 (absent in the source) once.
+    tp = np.array([[[4, 0, 2], [0, 3, 3]]])
+    out = metrics.paint_parsing(src, sp, tp)
+    assert out.dtype == np.uint8 and out.shape == src.shape
+    np.testing.assert_array_equal(out[0, 0, 0], [150, 50, 75])  # mean of label 4
+    np.testing.assert_array_equal(out[0, 1, 1], [15, 30, 45])  # mean of label 3
+    np.testing.assert_array_equal(out[0, 1, 2], [15, 30, 45])
+    np.testing.assert_array_equal(out[0, 0, 1], [4, 4, 4])  # background: mean of (0,0,0) and (7,7,7), half up
+    # Label 2 is not in the source: the mean colour of the source's person (labels 3 and 4).
+    np.testing.assert_array_equal(out[0, 0, 2], [83, 40, 60])
+    # Painting a map with the source's own parsing keeps every label's mean colour.
+    again = metrics.paint_parsing(src, sp, sp)
+    for lab in (0, 3, 4):
+        np.testing.assert_allclose(again[0][sp[0] == lab].mean(0), src[0][sp[0] == lab].mean(0), atol=0.5)
+
+
+def test_paint_parsing_rejects_bad_input():
+    src = np.zeros((1, 2, 2, 3), np.uint8)
+    ok = np.zeros((1, 2, 2), np.int64)
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.paint_parsing(src.astype(np.float32), ok, ok)
+    with pytest.raises(ValueError, match="do not match"):
+        metrics.paint_parsing(src, ok[:, :1], ok)
+    with pytest.raises(ValueError, match="target_parsing has labels outside"):
+        metrics.paint_parsing(src, ok, ok + 10)

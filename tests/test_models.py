@@ -299,6 +299,43 @@ def test_progressive_fade_in_and_phases():
         hp.variables_for_phase("both")
 
 
+def test_paint_by_labels_equals_the_paint_baseline_and_passes_gradients():
+    from spt_tf.evaluation import metrics
+
+    rng = np.random.default_rng(4)
+    src_labels = rng.integers(0, 10, (2, 32, 16))
+    src_labels[:, :2, :10] = np.arange(10)  # every label present in the source
+    tgt_labels = rng.integers(0, 10, (2, 32, 16))
+    image = rng.integers(0, 256, (2, 32, 16, 3)).astype(np.uint8)
+    x = tf.constant(image.astype(np.float32) / 127.5 - 1.0)
+    target = tf.Variable(geometry.one_hot_parsing(tgt_labels, 10))
+    with tf.GradientTape() as tape:
+        painted = generators.paint_by_labels(x, geometry.one_hot_parsing(src_labels, 10), target)
+        loss = tf.reduce_sum(painted)
+    expected = metrics.paint_parsing(image, src_labels, tgt_labels).astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_allclose(painted.numpy(), expected, atol=1.0 / 127.5)  # the baseline rounds to uint8
+    grad = tape.gradient(loss, target).numpy()
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+def test_paint_input_feeds_the_target_encoder():
+    x = make_inputs(2, 32, 16, seed=5)
+    ha = models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=0, paint_input=True)
+    plain = models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=0)
+    y = ha(x).numpy()
+    plain(x)
+    first = ha.target_encoder.first.kernel.shape
+    assert first[2] == plain.target_encoder.first.kernel.shape[2] + 3
+    # Without warps the source image reaches the output through the paint as well as
+    # the appearance encoder's bottleneck; a recoloured source changes the painted input.
+    assert not np.allclose(ha(dict(x, image=-x["image"])).numpy(), y, atol=1e-4)
+    c = tiny_config()
+    c.model.paint_input = True
+    assert models.build_appearance_generator(c).paint_input
+    c.model.progressive = True
+    assert models.build_appearance_generator(c).global_generator.paint_input
+
+
 # ---------------------------------------------------------------- serialization
 
 
@@ -315,10 +352,14 @@ def _model_cases():
                                                               deformable_levels=2), x),
         ("discriminator", models.build_discriminator(c, 13), tf.concat([x["image"], x["source_parsing"]], -1)),
         ("pose_detector", models.build_pose_detector(c), x["image"]),
+        ("appearance_paint", models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2,
+                                                        paint_input=True), x),
+        ("progressive_paint", models.ProgressiveAppearanceGenerator(32, 16, width_multiplier=0.125,
+                                                                    deformable_levels=2, paint_input=True), x),
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(8))
 def test_model_config_round_trip_and_keras_file(case, tmp_path):
     name, model, x = _model_cases()[case]
     y = model(x, training=False).numpy()

@@ -57,12 +57,20 @@ from spt_tf.evaluation import metrics
 from spt_tf.export import module as export_module
 from spt_tf.training import stages as stages_lib
 
-ROWS = ("model", "copy_source_image", "copy_source_parsing")
+ROWS = (
+    "model", "paint_predicted_parsing", "paint_true_parsing", "copy_source_image", "copy_source_parsing",
+    "real_target",
+)  # fmt: skip
 ROW_TITLES = {
     "model": "model",
+    "paint_predicted_parsing": "paint the predicted parsing",
+    "paint_true_parsing": "paint the true parsing",
     "copy_source_image": "copy the source image",
     "copy_source_parsing": "copy the source parsing",
+    "real_target": "real target (ceiling)",
 }
+# Rows judged only on whether the image shows the target person (human parser, P).
+PERSON_ONLY_ROWS = ("real_target",)
 # (json key, markdown header) in table order.
 COLUMNS = (
     ("is", "IS"),
@@ -74,8 +82,9 @@ COLUMNS = (
     ("miou", "mIoU"),
     ("pixel_accuracy", "pixel acc"),
     ("pckh", "PCKh"),
+    ("parser_miou", "parser mIoU"),
 )
-IMAGE_METRICS = ("is", "mask_is", "ssim", "mask_ssim", "fid", "l1", "pckh")
+IMAGE_METRICS = ("is", "mask_is", "ssim", "mask_ssim", "fid", "l1", "pckh", "parser_miou")
 PARSING_METRICS = ("miou", "pixel_accuracy")
 
 # The field's mask (PG2, Market-1501 at 128 x 64): disc radius 4, closing 5;
@@ -83,8 +92,8 @@ PARSING_METRICS = ("miou", "pixel_accuracy")
 FIELD_MASK_HEIGHT = 128
 FIELD_MASK_RADIUS = 4.0
 FIELD_MASK_CLOSING = 5
-# Heatmap peak below which a joint counts as not detected (pose-gan map_to_cord).
-POSE_THRESHOLD = 0.1
+POSE_THRESHOLD = metrics.POSE_THRESHOLD
+heatmaps_to_keypoints = metrics.heatmaps_to_keypoints
 PCKH_THRESHOLD = 0.5
 SAMPLES_PER_GRID = 8
 CACHE_VERSION = 1
@@ -104,27 +113,6 @@ def mask_parameters(height: int) -> tuple[float, int]:
     s = float(height) / FIELD_MASK_HEIGHT
     closing = int(2 * math.floor((FIELD_MASK_CLOSING * s - 1) / 2 + 0.5) + 1)
     return FIELD_MASK_RADIUS * s, max(1, closing)
-
-
-def heatmaps_to_keypoints(heatmaps, threshold: float = POSE_THRESHOLD) -> np.ndarray:
-    """Keypoints at the heatmap maxima (pose-gan ``map_to_cord``).
-
-    Args:
-      heatmaps: [B, H, W, K] pose detector output in [0, 1].
-      threshold: a channel whose maximum is below this gives a missing joint.
-
-    Returns:
-      [B, K, 2] float32 (y, x) pixels of the first maximum, -1 where missing.
-    """
-    hm = np.asarray(heatmaps, np.float32)
-    if hm.ndim != 4:
-        raise ValueError(f"heatmaps_to_keypoints: expected [B, H, W, K], got {hm.shape}")
-    b, h, w, k = hm.shape
-    flat = hm.transpose(0, 3, 1, 2).reshape(b, k, h * w)
-    idx = flat.argmax(-1)
-    peak = np.take_along_axis(flat, idx[..., None], -1)[..., 0]
-    kp = np.stack([idx // w, idx % w], -1).astype(np.float32)
-    return np.where((peak >= threshold)[..., None], kp, np.float32(geometry.MISSING))
 
 
 def frechet_distance_low_rank(act_a, act_b) -> float:
@@ -252,7 +240,9 @@ class _Mean:
 class _ImageRow:
     """Accumulators of one table row judged on images (model or copy-source)."""
 
-    def __init__(self, with_inception: bool, with_pose: bool, num_pairs: int, splits: int):
+    def __init__(self, with_inception: bool, with_pose: bool, num_pairs: int, splits: int,
+                 with_parser: bool = False, num_labels: int = 10, person_only: bool = False):  # fmt: skip
+        self.person_only = bool(person_only)
         self.ssim, self.mask_ssim, self.l1 = _Mean(), _Mean(), _Mean()
         # IS and mask-IS as running sums (the logits are not kept: 4 KB a pair each).
         self.inception_score = self.mask_inception_score = None
@@ -261,6 +251,8 @@ class _ImageRow:
             self.mask_inception_score = metrics.StreamingInceptionScore(num_pairs, splits)
         self.features = FeatureStatistics() if with_inception else None
         self.pck = [0, 0] if with_pose else None
+        # The human parser's labels of these images against the true target parsing.
+        self.parser_confusion = np.zeros((num_labels, num_labels), np.int64) if with_parser else None
 
 
 # --------------------------------------------------------------------------- generators
@@ -293,6 +285,37 @@ def _build_generators_and_detector(config):
         )
     )
     return hs, ha, pd
+
+
+def restore_human_parser(config, workdir: str):
+    """The trained human parser of a training workdir, as a labels function; (None, why) without one.
+
+    Returns:
+      ``(fn, path)``: ``fn`` maps uint8 images [B, H, W, 3] to uint8 labels [B, H, W];
+      or ``(None, reason)`` when ``WORKDIR/parser`` holds no checkpoint.
+    """
+    from spt_tf.models import human_parser
+    from spt_tf.training.loop import variables_by_path
+
+    ckpt_dir = os.path.join(workdir, "parser")
+    path = tf.train.latest_checkpoint(ckpt_dir)
+    if path is None:
+        return None, (f"parser mIoU: no human parser checkpoint in {ckpt_dir} (train it with "
+                      "`python train.py --stage=parser ...`)")  # fmt: skip
+    h, w = int(config.data.height), int(config.data.width)
+    net = spt_models.build_human_parser(config)
+    net(tf.zeros([1, h, w, 3]))
+    status = tf.train.Checkpoint(parser=variables_by_path(net)).restore(path)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise IncompleteCheckpointError(f"{path}: the human parser does not match this config "
+                                        f"({str(e).splitlines()[0]})") from None  # fmt: skip
+    fn = tf.function(lambda x: human_parser.parse_labels(net, tf.cast(x, tf.float32) / 127.5 - 1.0),
+                     reduce_retracing=True, autograph=False)  # fmt: skip
+    logging.info("evaluate: human parser from %s", path)
+    return (lambda images: fn(images).numpy()), path
 
 
 class IncompleteCheckpointError(ValueError):
@@ -523,6 +546,7 @@ def run(
     fid_cache_dir: str | None = None,
     num_samples: int = 16,
     batch_size: int | None = None,
+    parser_workdir: str | None = None,
 ) -> dict:
     """Evaluates a trained model on the test pairs and writes results files.
 
@@ -548,6 +572,8 @@ def run(
         parent of ``out_dir``).
       num_samples: rows of sample grids to write (8 per PNG).
       batch_size: default ``config.eval.batch_size``.
+      parser_workdir: the training workdir whose human parser (``--stage=parser``)
+        judges the generated images (parser mIoU); default ``workdir``.
 
     Returns:
       The results dict written to results.json.
@@ -610,6 +636,13 @@ def run(
         inc = inception_lib.InceptionFeatures(
             config.eval.inception_weights, allow_random_weights, inception_size
         )
+    parse, parser_note = None, None
+    if parser_workdir or workdir:
+        parse, parser_info = restore_human_parser(config, parser_workdir or workdir)
+        if parse is None:
+            parser_note = parser_info
+    else:
+        parser_note = "parser mIoU: no human parser (give --parser_workdir, a workdir whose parser stage ran)"
     os.makedirs(out_dir, exist_ok=True)
     with_pose = gen.kind == "checkpoint"
     ablation = config.train.ablation
@@ -641,11 +674,15 @@ def run(
     if compute_real:
         real_stats = FeatureStatistics()
 
+    with_parser = parse is not None
+    image_rows = ["model", "copy_source_image", "paint_true_parsing", "real_target"]
+    if parsing_ok:
+        image_rows.insert(1, "paint_predicted_parsing")
     rows = {
-        "model": _ImageRow(use_inception, with_pose, n_pairs, splits),
-        "copy_source_image": _ImageRow(use_inception, with_pose, n_pairs, splits),
-    }
-    real_pck = [0, 0]
+        name: _ImageRow(use_inception and name not in PERSON_ONLY_ROWS, with_pose, n_pairs, splits, with_parser,
+                        num_labels, person_only=name in PERSON_ONLY_ROWS)
+        for name in image_rows
+    }  # fmt: skip
     conf = {
         "model": np.zeros((num_labels, num_labels), np.int64),
         "copy_source_parsing": np.zeros((num_labels, num_labels), np.int64),
@@ -672,34 +709,41 @@ def run(
             out = gen(src, parsing, skp, tkp, tpar if gt_parsing else None)
             fake, pred = out["image"], out["parsing"]
             masks = tf.constant(metrics.evaluation_masks(tkp, h, w, radius=radius, closing=closing))
-            real_np, tkp_np = real.numpy(), tkp.numpy()
-            for name, images in (("model", fake), ("copy_source_image", src)):
-                row = rows[name]
-                row.ssim.update(ssim_fn(real, images).numpy())
-                row.mask_ssim.update(mask_ssim_fn(real, images, masks).numpy())
-                row.l1.update(metrics.l1_distance(images.numpy(), real_np))
-                if inc is not None:
+            real_np, tkp_np, tpar_np = real.numpy(), tkp.numpy(), tpar.numpy()
+            src_np, parsing_np, pred_np = src.numpy(), parsing.numpy(), pred.numpy()
+            candidates = {
+                "model": fake,
+                "copy_source_image": src,
+                "paint_true_parsing": metrics.paint_parsing(src_np, parsing_np, tpar_np, num_labels),
+                "real_target": real,
+            }
+            if "paint_predicted_parsing" in rows:
+                candidates["paint_predicted_parsing"] = metrics.paint_parsing(
+                    src_np, parsing_np, pred_np, num_labels
+                )
+            for name, row in rows.items():
+                images = tf.convert_to_tensor(candidates[name])
+                if not row.person_only:
+                    row.ssim.update(ssim_fn(real, images).numpy())
+                    row.mask_ssim.update(mask_ssim_fn(real, images, masks).numpy())
+                    row.l1.update(metrics.l1_distance(images.numpy(), real_np))
+                if row.inception_score is not None:
                     masked = metrics.apply_mask(images, tf.cast(masks, tf.uint8))
                     logits, pool = inc(tf.concat([images, masked], 0))
                     n = int(images.shape[0])
                     row.inception_score.update(logits[:n].numpy())
                     row.mask_inception_score.update(logits[n:].numpy())
                     row.features.update(pool[:n].numpy())
-                if with_pose:
+                if row.pck is not None:
                     c, t = metrics.pckh_counts(gen.detect(images), tkp_np, PCKH_THRESHOLD)
                     row.pck[0] += int(c.sum())
                     row.pck[1] += int(t.sum())
-            if with_pose:
-                c, t = metrics.pckh_counts(gen.detect(real), tkp_np, PCKH_THRESHOLD)
-                real_pck[0] += int(c.sum())
-                real_pck[1] += int(t.sum())
+                if row.parser_confusion is not None:
+                    row.parser_confusion += metrics.parsing_confusion(parse(images), tpar_np, num_labels)
             if compute_real:
                 real_stats.update(inc(real)[1].numpy())
-            tpar_np = tpar.numpy()
-            conf["model"] += metrics.parsing_confusion(pred.numpy(), tpar_np, num_labels)
-            conf["copy_source_parsing"] += metrics.parsing_confusion(
-                parsing.numpy(), tpar_np, num_labels
-            )
+            conf["model"] += metrics.parsing_confusion(pred_np, tpar_np, num_labels)
+            conf["copy_source_parsing"] += metrics.parsing_confusion(parsing_np, tpar_np, num_labels)
             if len(samples) < num_samples:
                 k = min(num_samples - len(samples), int(src.shape[0]))
                 samples.extend(
@@ -721,7 +765,7 @@ def run(
         rows,
         conf,
         real_stats,
-        real_pck,
+        parser_note,
         n_pairs,
         splits,
         parsing_ok,
@@ -760,7 +804,7 @@ def _results(
     rows,
     conf,
     real_stats,
-    real_pck,
+    parser_note,
     n_pairs,
     splits,
     parsing_ok,
@@ -777,6 +821,13 @@ def _results(
         notes.append("IS, mask-IS, FID: skipped (--skip_inception)")
     if gen.pose_note:
         (notes if gen.kind == "saved_model" else warnings).append(gen.pose_note)
+    if parser_note:
+        notes.append(parser_note)
+    notes.append(
+        "paint the predicted / true parsing: the target parsing (H_S's prediction / the real "
+        "target's) filled with the source image's mean colour per label; a generator below them "
+        "has learnt no more than the colours of its parsing"
+    )
     if not parsing_ok:
         notes.append("mIoU / pixel acc of the model: n/a (baseline ablation: H_A uses no parsing)")
     if gt_parsing:
@@ -787,7 +838,7 @@ def _results(
     for name in ROWS:
         r = {k: None for k, _ in COLUMNS}
         table[name] = r
-        if name in rows:
+        if name in rows and not rows[name].person_only:
             row = rows[name]
             r["ssim"], r["ssim_nan"] = row.ssim.value(), row.ssim.nan
             r["mask_ssim"], r["mask_ssim_nan"] = row.mask_ssim.value(), row.mask_ssim.nan
@@ -802,8 +853,12 @@ def _results(
                 r["is"], r["is_std"] = row.inception_score.result()
                 r["mask_is"], r["mask_is_std"] = row.mask_inception_score.result()
                 r["fid"] = fid(row.features, real_stats)
+        if name in rows:
+            row = rows[name]
             if row.pck is not None and row.pck[1]:
                 r["pckh"] = row.pck[0] / row.pck[1]
+            if row.parser_confusion is not None:
+                r["parser_miou"] = metrics.miou_from_confusion(row.parser_confusion)
         if name in conf and (name != "model" or parsing_ok):
             r["miou"] = metrics.miou_from_confusion(conf[name])
             r["pixel_accuracy"] = metrics.pixel_accuracy_from_confusion(conf[name])
@@ -844,7 +899,7 @@ def _results(
             "trained": gen.pose_trained,
             "heatmap_threshold": POSE_THRESHOLD,
             "pckh_threshold": PCKH_THRESHOLD,
-            "pckh_real_target": real_pck[0] / real_pck[1] if real_pck[1] else None,
+            "pckh_real_target": table["real_target"]["pckh"],
         },
         "rows": table,
         "notes": notes,

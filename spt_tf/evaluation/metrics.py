@@ -518,6 +518,31 @@ def pixel_accuracy_from_confusion(conf) -> float:
 # --------------------------------------------------------------------------- keypoints
 
 
+# Heatmap peak below which a joint counts as not detected (pose-gan map_to_cord).
+POSE_THRESHOLD = 0.1
+
+
+def heatmaps_to_keypoints(heatmaps, threshold: float = POSE_THRESHOLD) -> np.ndarray:
+    """Keypoints at the heatmap maxima (pose-gan ``map_to_cord``).
+
+    Args:
+      heatmaps: [B, H, W, K] pose detector output in [0, 1].
+      threshold: a channel whose maximum is below this gives a missing joint.
+
+    Returns:
+      [B, K, 2] float32 (y, x) pixels of the first maximum, -1 where missing.
+    """
+    hm = np.asarray(heatmaps, np.float32)
+    if hm.ndim != 4:
+        raise ValueError(f"heatmaps_to_keypoints: expected [B, H, W, K], got {hm.shape}")
+    b, h, w, k = hm.shape
+    flat = hm.transpose(0, 3, 1, 2).reshape(b, k, h * w)
+    idx = flat.argmax(-1)
+    peak = np.take_along_axis(flat, idx[..., None], -1)[..., 0]
+    kp = np.stack([idx // w, idx % w], -1).astype(np.float32)
+    return np.where((peak >= threshold)[..., None], kp, np.float32(geometry.MISSING))
+
+
 def pckh_counts(pred_kp, true_kp, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Per-example PCKh counts, the Pose-Transfer / PATN rule for COCO-18.
 
@@ -602,3 +627,47 @@ def l1_distance(a, b, data_range: float | None = None) -> np.ndarray:
             )
     diff = np.abs(x.astype(np.float64) - y.astype(np.float64)) / float(data_range)
     return diff.reshape(diff.shape[0], -1).mean(axis=1)
+
+
+def paint_parsing(source_images, source_parsing, target_parsing, num_labels: int = 10) -> np.ndarray:
+    """The "paint by numbers" baseline: the target parsing in the source's mean colours.
+
+    Every pixel of label l in the target map gets the mean colour of the source
+    image's pixels of label l. A label the target has and the source lacks gets
+    the mean colour of the source's person (every label but background; the
+    whole image if the source map has no person). No network is involved, so a
+    generator that does not beat this has not learnt more than the colours of
+    the parsing it was given.
+
+    Args:
+      source_images: [B, H, W, 3] uint8.
+      source_parsing, target_parsing: [B, H, W] integer labels in [0, num_labels).
+      num_labels: L.
+
+    Returns:
+      [B, H, W, 3] uint8 (means rounded half up).
+    """
+    img = np.asarray(source_images)
+    src = np.asarray(source_parsing).astype(np.int64)
+    tgt = np.asarray(target_parsing).astype(np.int64)
+    if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"metrics.paint_parsing: source_images must be uint8 [B, H, W, 3], got "
+                         f"{img.dtype} {img.shape}")  # fmt: skip
+    if src.shape != img.shape[:3] or tgt.shape != img.shape[:3]:
+        raise ValueError(f"metrics.paint_parsing: parsing maps {src.shape} / {tgt.shape} do not match "
+                         f"the images {img.shape[:3]}")  # fmt: skip
+    for name, m in (("source_parsing", src), ("target_parsing", tgt)):
+        if m.size and (m.min() < 0 or m.max() >= num_labels):
+            raise ValueError(f"metrics.paint_parsing: {name} has labels outside [0, {num_labels})")
+    b = img.shape[0]
+    x = img.reshape(b, -1, 3).astype(np.float64)
+    s = src.reshape(b, -1)
+    out = np.empty((b, tgt[0].size, 3), np.float64)
+    for i in range(b):
+        counts = np.bincount(s[i], minlength=num_labels).astype(np.float64)
+        sums = np.stack([np.bincount(s[i], weights=x[i, :, c], minlength=num_labels) for c in range(3)], -1)
+        person = counts[1:].sum()
+        fallback = sums[1:].sum(0) / person if person else x[i].mean(0)
+        means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1.0)[:, None], fallback[None])
+        out[i] = means[tgt[i].reshape(-1)]
+    return np.floor(out + 0.5).clip(0, 255).astype(np.uint8).reshape(img.shape)

@@ -99,6 +99,7 @@ def build_appearance_generator(config) -> AppearanceGenerator | ProgressiveAppea
         dropout=m.dropout,
         deformable_levels=m.deformable_levels,
         drop_background_channel=m.drop_background_channel,
+        paint_input=m.paint_input,
     )
 
 

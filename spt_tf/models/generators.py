@@ -356,6 +356,11 @@ class AppearanceGenerator(_UNetGenerator):
       drop_background_channel: feed parsing channels 1..L-1 only (the SPT
         release drops the background label).
       deformable_levels: number of warped levels, from level 0 (full resolution).
+      paint_input: the target encoder also reads :func:`paint_by_labels` of the
+        source image and the two parsings (3 more channels): the colours the
+        parsing implies, from which the network learns the rest (texture,
+        shading, edges). Not in the paper; part of the offline recipe
+        (``model.paint_input``, docs/design.md).
       (others as :class:`SemanticGenerator`.)
 
     Call:
@@ -377,8 +382,10 @@ class AppearanceGenerator(_UNetGenerator):
     )  # fmt: skip
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
-                 num_downsamples=None, deformable_levels=4, drop_background_channel=True, **kwargs):
+                 num_downsamples=None, deformable_levels=4, drop_background_channel=True, paint_input=False,
+                 **kwargs):  # fmt: skip
         super().__init__(height, width, num_labels, width_multiplier, norm, dropout, num_downsamples, **kwargs)
+        self.paint_input = bool(paint_input)
         self.deformable_levels = int(deformable_levels)
         if not 0 <= self.deformable_levels <= self.num_downsamples + 1:
             raise ValueError(
@@ -402,7 +409,7 @@ class AppearanceGenerator(_UNetGenerator):
     def _skip_shapes(self, batch):
         hp, wp = self.padded_height, self.padded_width
         app = (batch, hp, wp, 3 + self.parsing_channels + NUM_KEYPOINTS)
-        tgt = (batch, hp, wp, self.parsing_channels + NUM_KEYPOINTS)
+        tgt = (batch, hp, wp, self.parsing_channels + NUM_KEYPOINTS + (3 if self.paint_input else 0))
         return app, tgt, [
             _concat_shape(a, t)
             for a, t in zip(
@@ -441,9 +448,10 @@ class AppearanceGenerator(_UNetGenerator):
         app = tf.concat(
             [tf.cast(inputs["image"], f32), tf.cast(self._parsing(inputs["source_parsing"]), f32),
              tf.cast(inputs["source_pose"], f32)], axis=-1)  # fmt: skip
-        tgt = tf.concat(
-            [tf.cast(self._parsing(inputs["target_parsing"]), f32), tf.cast(inputs["target_pose"], f32)], axis=-1
-        )
+        tgt = [tf.cast(self._parsing(inputs["target_parsing"]), f32), tf.cast(inputs["target_pose"], f32)]
+        if self.paint_input:
+            tgt.append(paint_by_labels(inputs["image"], inputs["source_parsing"], inputs["target_parsing"]))
+        tgt = tf.concat(tgt, axis=-1)
         transforms = tf.cast(inputs["transforms"], f32)
         masks = self._pad(tf.cast(inputs["part_masks"], f32), spatial_axes=(2, 3))
         skips_a = self.appearance_encoder(self._pad(app), training=training)
@@ -464,7 +472,33 @@ class AppearanceGenerator(_UNetGenerator):
             **super().get_config(),
             "deformable_levels": self.deformable_levels,
             "drop_background_channel": self.drop_background_channel,
+            "paint_input": self.paint_input,
         }
+
+
+def paint_by_labels(image, source_parsing, target_parsing) -> tf.Tensor:
+    """The target parsing painted with the source's mean colour per label (differentiable).
+
+    ``out[p] = sum_l T[p, l] mu_l`` with ``mu_l = sum_q S[q, l] I[q] / sum_q S[q, l]``:
+    for one-hot maps, every target pixel of label l gets the mean colour of the
+    source's pixels of label l (a label missing in the source gives black, 0).
+    Soft maps (H_S's probabilities) give the expected colour, and the gradient
+    reaches them (end-to-end training moves H_S through it).
+
+    Args:
+      image: [B, H, W, 3] source image in [-1, 1].
+      source_parsing, target_parsing: [B, H, W, L] one-hot or probabilities.
+
+    Returns:
+      [B, H, W, 3] float32.
+    """
+    img = tf.cast(image, tf.float32)
+    src = tf.cast(source_parsing, tf.float32)
+    tgt = tf.cast(target_parsing, tf.float32)
+    sums = tf.einsum("bhwl,bhwc->blc", src, img)
+    counts = tf.reduce_sum(src, axis=[1, 2])[..., None]
+    means = sums / tf.maximum(counts, 1e-6)
+    return tf.einsum("bhwl,blc->bhwc", tgt, means)
 
 
 def _downsample2(x, spatial_axes=(1, 2)):
@@ -505,6 +539,9 @@ class ProgressiveAppearanceGenerator(keras.Model):
     global phase can train ``global_generator`` alone on
     ``downsample_inputs(inputs)``.
 
+    ``paint_input`` is passed to the global generator (the local enhancer reads
+    the parsing alone).
+
     Call / returns: as :class:`AppearanceGenerator` at full resolution.
     """
 
@@ -512,9 +549,11 @@ class ProgressiveAppearanceGenerator(keras.Model):
     LOCAL_BASE_FILTERS = (32, 64)
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
-                 num_downsamples=None, deformable_levels=4, drop_background_channel=True, **kwargs):
+                 num_downsamples=None, deformable_levels=4, drop_background_channel=True, paint_input=False,
+                 **kwargs):  # fmt: skip
         kwargs.pop("autocast", None)
         super().__init__(autocast=False, **kwargs)
+        self.paint_input = bool(paint_input)
         self.height, self.width = int(height), int(width)
         self.num_labels = int(num_labels)
         self.width_multiplier = float(width_multiplier)
@@ -541,6 +580,7 @@ class ProgressiveAppearanceGenerator(keras.Model):
             # A small global generator may have fewer levels than deformable_levels.
             deformable_levels=min(self.deformable_levels, self.num_downsamples + 1),
             drop_background_channel=self.drop_background_channel,
+            paint_input=self.paint_input,
             name="global_generator",
         )
         f0, f1 = (scaled_width(b, self.width_multiplier) for b in self.LOCAL_BASE_FILTERS)
@@ -682,4 +722,5 @@ class ProgressiveAppearanceGenerator(keras.Model):
             "num_downsamples": self.num_downsamples,
             "deformable_levels": self.deformable_levels,
             "drop_background_channel": self.drop_background_channel,
+            "paint_input": self.paint_input,
         }

@@ -33,6 +33,8 @@ from spt_tf import geometry, labels
 from spt_tf import models as spt_models
 from spt_tf.data import pipeline
 from spt_tf.evaluation import human_parser as parser_eval
+from spt_tf.evaluation import pose_detector as pose_eval
+from spt_tf.training import guard
 from spt_tf.training import stages as stages_lib
 from spt_tf.training import strategy as strategy_lib
 
@@ -111,7 +113,8 @@ class Networks(_NetworkSet):
         self.ds = spt_models.build_discriminator(c, L + geometry.NUM_KEYPOINTS)
         self.da = spt_models.build_discriminator(c, 3 + L)
         self.dface = spt_models.build_discriminator(c, 3) if int(c.model.face_crop_size) > 0 else None
-        self.vgg = spt_models.build_vgg(c)
+        # VGG only where the content / style losses use it (loss.features).
+        self.vgg = spt_models.build_vgg(c) if stages_lib.perceptual_features(c) == "vgg" else None
         self._build(h, w, L)
 
     def _build(self, h, w, L):
@@ -130,7 +133,8 @@ class Networks(_NetworkSet):
         if self.dface is not None:
             n = int(self.config.model.face_crop_size)
             self.dface(tf.zeros([1, n, n, 3]))
-        self.vgg(img)
+        if self.vgg is not None:
+            self.vgg(img)
 
     def models(self) -> dict:
         """The trained networks by checkpoint key (VGG is frozen and not saved)."""
@@ -214,6 +218,8 @@ def _alpha(config, stage, step) -> float:
 def _optimizer(config, precision, stage=None):
     if stage == PARSER_STAGE:  # plain supervised training: Keras' default betas
         opt = keras.optimizers.Adam(learning_rate=float(config.train.parser_learning_rate))
+    elif stage == "pose_detector":  # likewise
+        opt = keras.optimizers.Adam(learning_rate=float(config.train.pose_detector_learning_rate))
     else:
         opt = keras.optimizers.Adam(
             learning_rate=float(config.train.learning_rate),
@@ -344,6 +350,8 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     global_batch = int(config.train.batch_size)
     total = _steps(config, stage) if max_steps is None else int(max_steps)
 
+    if stage not in ("pose_detector", "semantic", PARSER_STAGE):
+        check_pose_detector(config, workdir)
     want = ParserNetworks if stage == PARSER_STAGE else Networks
     if nets is not None and not isinstance(nets, want):
         raise TypeError(f"stage {stage} trains a {want.__name__}, got nets of type {type(nets).__name__}")
@@ -444,6 +452,50 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     return summary
 
 
+class UselessPoseDetectorError(ValueError):
+    """The pose loss is on, but P does not find the joints of real images."""
+
+
+def check_pose_detector(config, workdir: str) -> float | None:
+    """Refuses the pose loss (Eq. 6) with a pose detector that cannot find real joints.
+
+    The pose loss only means something when P finds the joints of real images:
+    an untrained P turns it into noise. Reads the PCKh on the test split that the
+    pose-detector stage wrote (``WORKDIR/pose_detector_summary.json``) and
+    requires at least ``train.min_pose_pckh``. Nothing is checked when
+    ``loss.lambda_pose`` is 0 or ``train.min_pose_pckh`` is 0.
+
+    Returns:
+      P's PCKh, or None when not checked.
+
+    Raises:
+      UselessPoseDetectorError: no measured PCKh, or one below the bound; the
+        message names the file, the fields and what to do.
+    """
+    bound = float(config.train.min_pose_pckh)
+    if float(config.loss.lambda_pose) == 0.0 or bound <= 0.0:
+        return None
+    path = os.path.join(workdir, "pose_detector_summary.json")
+    fix = (f"train P longer (train.pose_detector_steps, then --stage=pose_detector), or switch the pose "
+           f"loss off (loss.lambda_pose=0), or lower train.min_pose_pckh (now {bound:g})")  # fmt: skip
+    try:
+        with open(path) as f:
+            validation = json.load(f).get("validation") or {}
+    except FileNotFoundError:
+        raise UselessPoseDetectorError(
+            f"loss.lambda_pose={config.loss.lambda_pose:g} needs a pose detector measured on real images, "
+            f"but {path} does not exist (run --stage=pose_detector first); or {fix}"
+        ) from None
+    pckh = validation.get("pckh")
+    if pckh is None or pckh < bound:
+        got = "not measured (no test split?)" if pckh is None else f"{pckh:.3f}"
+        raise UselessPoseDetectorError(
+            f"loss.lambda_pose={config.loss.lambda_pose:g}, but the pose detector's PCKh on real test images "
+            f"is {got} ({path}), below train.min_pose_pckh={bound:g}: its pose loss would be noise; {fix}"
+        )
+    return float(pckh)
+
+
 def _save(manager, nets, stage, step):
     """Saves a checkpoint, refusing weights that are not finite."""
     if not has_finite_weights(nets):
@@ -492,8 +544,15 @@ def _write_images(model, config, writer, step, stage=None):
     if batch is None:
         return
     out = model.generate(batch, training=False)
+    real = batch["target_image"] if "target_image" in batch else batch["image"]
+    health = guard.image_health(out["fake_target"].numpy(), real.numpy())
     with writer.as_default(step=step):
         tf.summary.image("samples", image_grid(batch, out), max_outputs=1)
+        for key, value in health.items():
+            tf.summary.scalar(f"guard/{key}", value)
+    for problem in guard.problems(health, float(config.train.guard_max_high_frequency_ratio),
+                                  float(config.train.guard_min_contrast_ratio)):  # fmt: skip
+        logging.warning("stage %s, step %d: %s", stage, step, problem)
 
 
 def _validate_parser(model, config, writer, step):
@@ -513,11 +572,24 @@ def _validate_parser(model, config, writer, step):
     return result
 
 
+def _validate_pose_detector(model, config, writer, step):
+    """P's PCKh on the real images of the test split; None without one."""
+    try:
+        result = pose_eval.evaluate(config, model.pose_detector, "test")
+    except (FileNotFoundError, OSError, ValueError) as e:
+        logging.warning("pose detector stage: no validation on the test split: %s", e)
+        return None
+    with writer.as_default(step=step):
+        tf.summary.scalar("validation/pose_detector_pckh", result["pckh"])
+    logging.info("pose detector stage: test split (%d images): PCKh %.4f", result["images"], result["pckh"])
+    return result
+
+
 def _write_validation(model, stage, config, writer, step):
     """End-of-stage validation: on a few test pairs (L1 and parsing accuracy), or the
     parser's on the whole test split (returned)."""
     if stage == "pose_detector":
-        return None
+        return _validate_pose_detector(model, config, writer, step)
     if stage == PARSER_STAGE:
         return _validate_parser(model, config, writer, step)
     batch = _test_batch(config, int(config.eval.batch_size))

@@ -47,6 +47,17 @@ def ha_inputs(image, source_parsing, source_pose, target_parsing, target_pose, t
     }
 
 
+FEATURES = ("vgg", "statistics")
+
+
+def perceptual_features(config) -> str:
+    """What the content and style losses compare (``loss.features``), validated."""
+    kind = str(config.loss.features)
+    if kind not in FEATURES:
+        raise ValueError(f"loss.features must be one of {FEATURES}, got {kind!r}")
+    return kind
+
+
 def hard(probs):
     """Probabilities -> one-hot of the argmax (no gradient)."""
     return tf.one_hot(tf.argmax(probs, -1), tf.shape(probs)[-1], dtype=tf.float32)
@@ -243,6 +254,11 @@ class AppearanceStage(StageModel):
         }  # fmt: skip
         self.style = c.loss.style
         self.style_labels = tuple(int(x) for x in c.loss.style_labels)
+        self.features = perceptual_features(c)
+        if self.features == "vgg" and vgg is None:
+            raise ValueError("loss.features='vgg' needs the VGG network (models.build_vgg)")
+        self.dilations = tuple(int(d) for d in c.loss.statistics_dilations)
+        self.cycle_through_target = bool(c.loss.cycle_through_target)
         self.num_labels = int(c.model.num_labels)
         self.face_size = int(c.model.face_crop_size)
         self.height, self.width = int(c.data.height), int(c.data.width)
@@ -294,12 +310,39 @@ class AppearanceStage(StageModel):
         )  # fmt: skip
         back_tr = geometry.part_transforms(batch["target_keypoints"], batch["keypoints"])
         back_masks = geometry.part_masks(batch["keypoints"], self.height, self.width)
+        # Without the gradient through the generated target, the cycle teaches H_A to
+        # render a real image (I_s) from a generated one, and cannot reward hiding the
+        # source in the target's pixels (loss.cycle_through_target).
+        cycle_in = fake_t if self.cycle_through_target else tf.stop_gradient(fake_t)
         fake_s = self.ha(
-            ha_inputs(fake_t, tgt, batch["target_pose"], back, batch["source_pose"], back_tr, back_masks),
+            ha_inputs(cycle_in, tgt, batch["target_pose"], back, batch["source_pose"], back_tr, back_masks),
             training=training,
         )
         return {"source_parsing": src, "target_parsing": tgt, "back_parsing": back,
                 "fake_target": fake_t, "fake_source": fake_s}  # fmt: skip
+
+    def _content(self, fake, real, feat_fake, feat_real):
+        if self.features == "vgg":
+            return losses.content_loss(feat_fake, feat_real)
+        return losses.content_loss(
+            losses.image_statistics_features(fake, self.dilations),
+            losses.image_statistics_features(real, self.dilations),
+        )
+
+    def _statistics_style(self, i1, s1, i2, s2, kp1, kp2):
+        """Eq. 8 on the fixed colour / gradient statistics (loss.features='statistics')."""
+        if self.style == "semantic":
+            m1 = losses.label_masks(s1, self.style_labels)
+            m2 = losses.label_masks(s2, self.style_labels)
+        elif self.style in ("mask", "patch"):
+            # Patches around joints have no region form here: both use the body-part masks.
+            m1 = tf.transpose(geometry.part_masks(kp1, self.height, self.width), [0, 2, 3, 1])
+            m2 = tf.transpose(geometry.part_masks(kp2, self.height, self.width), [0, 2, 3, 1])
+        elif self.style == "none":
+            return tf.zeros_like(i1[:, 0, 0, 0], tf.float32)
+        else:
+            raise ValueError(f"loss.style must be semantic, mask, patch or none, got {self.style!r}")
+        return losses.statistics_style_loss(i1, m1, i2, m2, self.dilations)
 
     def _style(self, f1, s1, f2, s2, kp1, kp2):
         if self.style == "semantic":
@@ -338,14 +381,20 @@ class AppearanceStage(StageModel):
             + losses.pose_loss(self.pose_detector(fake_s, training=False), batch["source_pose"]),
             gb,
         )
-        feat_real = self.vgg(image, training=False)
-        feat_t = self.vgg(fake_t, training=False)
-        feat_s = self.vgg(fake_s, training=False)
-        content = _avg(losses.content_loss(feat_s, feat_real), gb)
-        style = _avg(
-            self._style(feat_real, src, feat_t, tgt, kp_s, kp_t) + self._style(feat_t, tgt, feat_s, back, kp_t, kp_s),
-            gb,
-        )
+        if self.features == "vgg":
+            feat_real = self.vgg(image, training=False)
+            feat_t = self.vgg(fake_t, training=False)
+            feat_s = self.vgg(fake_s, training=False)
+            content = _avg(self._content(fake_s, image, feat_s, feat_real), gb)
+            style = self._style(feat_real, src, feat_t, tgt, kp_s, kp_t) + self._style(
+                feat_t, tgt, feat_s, back, kp_t, kp_s
+            )
+        else:
+            content = _avg(self._content(fake_s, image, None, None), gb)
+            style = self._statistics_style(image, src, fake_t, tgt, kp_s, kp_t) + self._statistics_style(
+                fake_t, tgt, fake_s, back, kp_t, kp_s
+            )
+        style = _avg(style, gb)
 
         face = tf.constant(0.0)
         dface_loss = tf.constant(0.0)
