@@ -109,6 +109,9 @@ def get_config() -> ml_collections.ConfigDict:
     # release adds an L1 on the cycle in its generator step. 0 in the paper's configs;
     # the synthetic demo, which has no ImageNet VGG offline, needs it.
     lo.lambda_cycle = 0.0
+    # H_A: pixel L1 of the self-reconstruction, |H_A(I_ps, S_ps, p_s, S_ps, p_s) - I_ps|:
+    # a real image in, the same real image out. Not in Eq. 10 (0 in the paper's configs).
+    lo.lambda_identity = 0.0
     # What the content (Eq. 7) and style (Eq. 8) losses compare: "vgg" (the paper:
     # VGG16 relu2_1 with model.vgg_weights) or "statistics" (fixed colour and
     # multi-scale gradient statistics, spt_tf.losses.region_statistics: the offline

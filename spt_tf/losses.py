@@ -635,6 +635,8 @@ def region_statistics(
         top = tf.concat([xx, xy], -1)
         bottom = tf.concat([tf.linalg.matrix_transpose(xy), yy], -1)
         texture.append(tf.concat([top, bottom], -2) / norm)
+    if not texture:  # colour statistics alone
+        return colour, tf.zeros([b, k, 0, 6, 6], tf.float32), area
     return colour, tf.stack(texture, 2), area
 
 

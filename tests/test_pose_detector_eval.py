@@ -29,15 +29,15 @@ def _kp(n=3, h=32, w=16, seed=0):
 def test_pckh_of_perfect_empty_and_shifted_detectors(monkeypatch, tiny_config):
     kp = _kp()
     monkeypatch.setattr(pose_eval.pipeline, "parsing_dataset", lambda *a, **k: _batches(kp))
-    perfect = lambda x: geometry.pose_heatmaps(tf.constant(kp), 32, 16, 1.0)  # noqa: E731
+    perfect = lambda x, training=False: geometry.pose_heatmaps(tf.constant(kp), 32, 16, 1.0)  # noqa: E731
     r = pose_eval.evaluate(tiny_config, perfect)
     assert r["pckh"] == 1.0 and r["images"] == 3 and r["joints"] == 3 * 18 - 1
-    empty = lambda x: tf.zeros([3, 32, 16, 18])  # noqa: E731
+    empty = lambda x, training=False: tf.zeros([3, 32, 16, 18])  # noqa: E731
     assert pose_eval.evaluate(tiny_config, empty)["pckh"] == 0.0
     far = kp.copy()
     far[..., 0] = np.where(far[..., 0] < 16, far[..., 0] + 12, far[..., 0] - 12)
     far[kp < 0] = -1
-    shifted = lambda x: geometry.pose_heatmaps(tf.constant(far), 32, 16, 1.0)  # noqa: E731
+    shifted = lambda x, training=False: geometry.pose_heatmaps(tf.constant(far), 32, 16, 1.0)  # noqa: E731
     assert pose_eval.evaluate(tiny_config, shifted)["pckh"] < 0.2
 
 
@@ -46,7 +46,7 @@ def test_refuses_a_split_without_a_head(monkeypatch, tiny_config):
     kp[:, [0, 1, 14, 15, 16, 17]] = -1
     monkeypatch.setattr(pose_eval.pipeline, "parsing_dataset", lambda *a, **k: _batches(kp))
     with pytest.raises(ValueError, match="no joint of the test split"):
-        pose_eval.evaluate(tiny_config, lambda x: tf.zeros([3, 32, 16, 18]))
+        pose_eval.evaluate(tiny_config, lambda x, training=False: tf.zeros([3, 32, 16, 18]))
 
 
 def test_stage_writes_pckh_on_real_images(trained):

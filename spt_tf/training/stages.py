@@ -226,8 +226,8 @@ class AppearanceStage(StageModel):
     """
 
     loss_names = (
-        "ha_adv", "ha_pose", "ha_content", "ha_style", "ha_face", "ha_cycle", "ha_total", "da_loss",
-        "dface_loss",
+        "ha_adv", "ha_pose", "ha_content", "ha_style", "ha_face", "ha_cycle", "ha_identity", "ha_total",
+        "da_loss", "dface_loss",
     )  # fmt: skip
 
     def __init__(
@@ -251,6 +251,7 @@ class AppearanceStage(StageModel):
             "adv": float(c.loss.lambda_adv), "pose": float(c.loss.lambda_pose),
             "content": float(c.loss.lambda_cont), "style": float(c.loss.lambda_sty),
             "face": float(c.loss.lambda_face), "cycle": float(c.loss.lambda_cycle),
+            "identity": float(c.loss.lambda_identity),
         }  # fmt: skip
         self.style = c.loss.style
         self.style_labels = tuple(int(x) for x in c.loss.style_labels)
@@ -318,8 +319,17 @@ class AppearanceStage(StageModel):
             ha_inputs(cycle_in, tgt, batch["target_pose"], back, batch["source_pose"], back_tr, back_masks),
             training=training,
         )
-        return {"source_parsing": src, "target_parsing": tgt, "back_parsing": back,
-                "fake_target": fake_t, "fake_source": fake_s}  # fmt: skip
+        out = {"source_parsing": src, "target_parsing": tgt, "back_parsing": back,
+               "fake_target": fake_t, "fake_source": fake_s}  # fmt: skip
+        if training and self.w["identity"] > 0:
+            # Self-reconstruction: the source rendered in its own pose and parsing.
+            same_tr = geometry.part_transforms(batch["keypoints"], batch["keypoints"])
+            out["identity"] = self.ha(
+                ha_inputs(batch["image"], src, batch["source_pose"], src, batch["source_pose"], same_tr,
+                          back_masks),
+                training=training,
+            )  # fmt: skip
+        return out
 
     def _content(self, fake, real, feat_fake, feat_real):
         if self.features == "vgg":
@@ -376,11 +386,13 @@ class AppearanceStage(StageModel):
             0.5 * (losses.discriminator_loss(self.gan, real, d1) + losses.discriminator_loss(self.gan, real, d2)), gb
         )
 
-        pose = _avg(
-            losses.pose_loss(self.pose_detector(fake_t, training=False), batch["target_pose"])
-            + losses.pose_loss(self.pose_detector(fake_s, training=False), batch["source_pose"]),
-            gb,
-        )
+        pose = tf.constant(0.0)
+        if self.w["pose"] > 0:  # P runs twice per step: skipped when its loss is off
+            pose = _avg(
+                losses.pose_loss(self.pose_detector(fake_t, training=False), batch["target_pose"])
+                + losses.pose_loss(self.pose_detector(fake_s, training=False), batch["source_pose"]),
+                gb,
+            )
         if self.features == "vgg":
             feat_real = self.vgg(image, training=False)
             feat_t = self.vgg(fake_t, training=False)
@@ -422,12 +434,15 @@ class AppearanceStage(StageModel):
 
         # Pixel L1 of the cycle (loss.lambda_cycle; not in Eq. 10, see configs/base.py).
         cycle = _avg(losses.l1_loss(fake_s, image), gb)
+        # Pixel L1 of the self-reconstruction (loss.lambda_identity; not in Eq. 10).
+        identity = _avg(losses.l1_loss(out["identity"], image), gb) if "identity" in out else tf.constant(0.0)
         w = self.w
         g_total = (w["adv"] * adv + w["pose"] * pose + w["content"] * content + w["style"] * style
-                   + w["face"] * face + w["cycle"] * cycle)  # fmt: skip
+                   + w["face"] * face + w["cycle"] * cycle + w["identity"] * identity)  # fmt: skip
         d_total = da_loss + dface_loss
         values = {
             "ha_adv": adv, "ha_pose": pose, "ha_content": content, "ha_style": style, "ha_face": face,
-            "ha_cycle": cycle, "ha_total": g_total, "da_loss": da_loss, "dface_loss": dface_loss,
+            "ha_cycle": cycle, "ha_identity": identity, "ha_total": g_total, "da_loss": da_loss,
+            "dface_loss": dface_loss,
         }  # fmt: skip
         return g_total, d_total, values
