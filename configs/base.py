@@ -76,6 +76,14 @@ def get_config() -> ml_collections.ConfigDict:
     # colour per label (spt_tf.models.generators.paint_by_labels): part of the offline
     # recipe (docs/design.md "Offline recipe"); not in the paper (False).
     m.paint_input = False
+    # H_A outputs a residual over that painted parsing, tanh(logits + atanh(paint)):
+    # it starts at the paint-by-numbers image and learns texture, shading and shape.
+    # Offline recipe; not in the paper (False).
+    m.paint_residual = False
+    # With paint_residual: the residual only where the target parsing has the person; the
+    # background stays the source's mean background colour (for data whose photos of one
+    # person have unrelated backgrounds). Offline recipe; not in the paper (False).
+    m.residual_person_only = False
     # Progressive 256 generator: global generator at half resolution + local enhancer.
     m.progressive = False
     # PatchGAN: number of strided layers and base width.
@@ -112,6 +120,9 @@ def get_config() -> ml_collections.ConfigDict:
     # H_A: pixel L1 of the self-reconstruction, |H_A(I_ps, S_ps, p_s, S_ps, p_s) - I_ps|:
     # a real image in, the same real image out. Not in Eq. 10 (0 in the paper's configs).
     lo.lambda_identity = 0.0
+    # Where that L1 counts: "image" or "person" (the source's non-background labels; for
+    # data whose photos of one person have unrelated backgrounds).
+    lo.identity_region = "image"
     # What the content (Eq. 7) and style (Eq. 8) losses compare: "vgg" (the paper:
     # VGG16 relu2_1 with model.vgg_weights) or "statistics" (fixed colour and
     # multi-scale gradient statistics, spt_tf.losses.region_statistics: the offline
@@ -127,7 +138,8 @@ def get_config() -> ml_collections.ConfigDict:
     lo.style = "semantic"
     # Labels whose Gram matrices enter the style loss (release: 8, no bg, no face).
     lo.style_labels = (2, 3, 4, 5, 6, 7, 8, 9)
-    # Joint training also adds the H_S loss with this weight (0 disables).
+    # The joint stage also trains H_S on its pseudo-label cross entropy (Eq. 4's L_ce, x
+    # lambda_ce) with this weight, on pseudo pairs; 0 (the paper): L_A alone moves H_S.
     lo.joint_semantic_weight = 0.0
 
     # ---------------------------------------------------------------- training
@@ -139,10 +151,6 @@ def get_config() -> ml_collections.ConfigDict:
     t.semantic_steps = 5000
     t.appearance_steps = 10000
     t.joint_steps = 10000
-    # H_A's target encoder also reads the target parsing painted with the source's mean
-    # colour per label (spt_tf.models.generators.paint_by_labels): part of the offline
-    # recipe (docs/design.md "Offline recipe"); not in the paper (False).
-    m.paint_input = False
     # Progressive 256 generator only: local enhancer fading in alone, then everything.
     t.progressive_local_steps = 10000
     t.progressive_all_steps = 10000
@@ -158,8 +166,12 @@ def get_config() -> ml_collections.ConfigDict:
     t.min_pose_pckh = 0.5
     # Steps over which the local enhancer's alpha ramps from 0 to 1.
     t.fade_steps = 5000
-    # Adam.
+    # Adam of the GAN stages (appearance, joint, progressive_*).
     t.learning_rate = 2e-4
+    # Adam of the semantic stage (H_S, D_S); the paper uses one rate for all stages.
+    t.semantic_learning_rate = 2e-4
+    # Adam of H_S where it trains with H_A (joint, progressive_*): an optimizer of its own.
+    t.joint_semantic_learning_rate = 2e-4
     t.beta_1 = 0.5
     t.beta_2 = 0.999
     # XLA-compile the per-replica forward+backward ("auto": on with a GPU).

@@ -138,12 +138,12 @@ PINNED_PARAMS = {
     },
     "synthetic": {
         "semantic_generator": 2_521_066,
-        "appearance_generator": 2_518_323,
+        # paint_input: 3 more input channels of H_A's target encoder; no face loss (face_crop_size 0).
+        "appearance_generator": 2_518_755,
         "semantic_discriminator": 707_489,
         "appearance_discriminator": 699_809,
         "pose_detector": 284_834,
         "human_parser": 1_472_298,
-        "face_discriminator": 694_689,
     },
     "market": {
         "semantic_generator": 61_139_850,
@@ -336,6 +336,40 @@ def test_paint_input_feeds_the_target_encoder():
     assert models.build_appearance_generator(c).global_generator.paint_input
 
 
+def _zero(layer):
+    for v in layer.weights:
+        v.assign(tf.zeros_like(v))
+
+
+def test_paint_residual_starts_at_the_paint_and_learns_on_top_of_it():
+    x = make_inputs(2, 32, 16, seed=6)
+    paint = generators.paint_by_labels(x["image"], x["source_parsing"], x["target_parsing"]).numpy()
+    expected = np.tanh(np.arctanh(np.clip(paint, -generators.PAINT_CLIP, generators.PAINT_CLIP)))
+    ha = models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2, paint_residual=True)
+    y = ha(x).numpy()
+    assert not np.allclose(y, expected, atol=1e-3)  # random decoder: a residual on top of the paint
+    _zero(ha.decoder.final)  # zero logits: the output is the (clipped) painted parsing
+    np.testing.assert_allclose(ha(x).numpy(), expected, atol=1e-5)
+    # residual_person_only: the background of the target parsing keeps the paint exactly.
+    hb = models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2, paint_residual=True,
+                                    residual_person_only=True)  # fmt: skip
+    yb = hb(x).numpy()
+    bg = x["target_parsing"].numpy()[..., 0] > 0.5
+    np.testing.assert_allclose(yb[bg], expected[bg], atol=1e-5)
+    assert not np.allclose(yb[~bg], expected[~bg], atol=1e-3)
+    with pytest.raises(ValueError, match="needs model.paint_residual"):
+        models.AppearanceGenerator(32, 16, residual_person_only=True)
+    hp = models.ProgressiveAppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2,
+                                               paint_residual=True)  # fmt: skip
+    hp(x)
+    _zero(hp.local_out)
+    np.testing.assert_allclose(hp(x).numpy(), expected, atol=1e-5)  # alpha 1: the local output
+    assert hp.global_generator.paint_residual
+    c = tiny_config()
+    c.model.paint_residual = True
+    assert models.build_appearance_generator(c).paint_residual
+
+
 # ---------------------------------------------------------------- serialization
 
 
@@ -355,11 +389,14 @@ def _model_cases():
         ("appearance_paint", models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2,
                                                         paint_input=True), x),
         ("progressive_paint", models.ProgressiveAppearanceGenerator(32, 16, width_multiplier=0.125,
-                                                                    deformable_levels=2, paint_input=True), x),
+                                                                    deformable_levels=2, paint_input=True,
+                                                                    paint_residual=True), x),
+        ("appearance_residual", models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2,
+                                                           paint_residual=True, residual_person_only=True), x),
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(9))
 def test_model_config_round_trip_and_keras_file(case, tmp_path):
     name, model, x = _model_cases()[case]
     y = model(x, training=False).numpy()

@@ -122,8 +122,8 @@ def test_xla_gradients_match_graph_mode(trained):
         model = stages.SemanticStage(nets.hs, nets.ds, config, config.train.batch_size, xla=xla)
         model.compile(g_optimizer=tf.keras.optimizers.Adam(), d_optimizer=tf.keras.optimizers.Adam())
         fn = tf.function(model._gradients, jit_compile=xla)
-        g, d, values = fn({k: v for k, v in batch.items() if v.dtype != tf.string})
-        assert all(x is not None for x in g + d)
+        g, d, h, values = fn({k: v for k, v in batch.items() if v.dtype != tf.string})
+        assert all(x is not None for x in g + d) and h == []
         grads[xla] = (g, d, values)
     for a, b in zip(grads[False][0] + grads[False][1], grads[True][0] + grads[True][1]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)

@@ -100,6 +100,8 @@ def build_appearance_generator(config) -> AppearanceGenerator | ProgressiveAppea
         deformable_levels=m.deformable_levels,
         drop_background_channel=m.drop_background_channel,
         paint_input=m.paint_input,
+        paint_residual=m.paint_residual,
+        residual_person_only=m.residual_person_only,
     )
 
 

@@ -361,6 +361,17 @@ class AppearanceGenerator(_UNetGenerator):
         parsing implies, from which the network learns the rest (texture,
         shading, edges). Not in the paper; part of the offline recipe
         (``model.paint_input``, docs/design.md).
+      paint_residual: the decoder's output is a residual over the painted
+        target parsing, ``tanh(logits + atanh(paint))``: an untrained H_A
+        starts near the paint-by-numbers image and learns what it lacks
+        (texture, shading, shape corrections). Not in the paper; part of the
+        offline recipe (``model.paint_residual``, docs/design.md).
+      residual_person_only: with ``paint_residual``, the residual is weighted by
+        the target parsing's person probability (1 - background): the
+        background stays the paint's, the source's mean background colour. For
+        data whose photos of one person have unrelated backgrounds, where the
+        target's background cannot be known from the source
+        (``model.residual_person_only``).
       (others as :class:`SemanticGenerator`.)
 
     Call:
@@ -383,9 +394,13 @@ class AppearanceGenerator(_UNetGenerator):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, deformable_levels=4, drop_background_channel=True, paint_input=False,
-                 **kwargs):  # fmt: skip
+                 paint_residual=False, residual_person_only=False, **kwargs):  # fmt: skip
         super().__init__(height, width, num_labels, width_multiplier, norm, dropout, num_downsamples, **kwargs)
         self.paint_input = bool(paint_input)
+        self.paint_residual = bool(paint_residual)
+        self.residual_person_only = bool(residual_person_only)
+        if self.residual_person_only and not self.paint_residual:
+            raise ValueError("model.residual_person_only needs model.paint_residual")
         self.deformable_levels = int(deformable_levels)
         if not 0 <= self.deformable_levels <= self.num_downsamples + 1:
             raise ValueError(
@@ -449,8 +464,11 @@ class AppearanceGenerator(_UNetGenerator):
             [tf.cast(inputs["image"], f32), tf.cast(self._parsing(inputs["source_parsing"]), f32),
              tf.cast(inputs["source_pose"], f32)], axis=-1)  # fmt: skip
         tgt = [tf.cast(self._parsing(inputs["target_parsing"]), f32), tf.cast(inputs["target_pose"], f32)]
+        paint = None
+        if self.paint_input or self.paint_residual:
+            paint = paint_by_labels(inputs["image"], inputs["source_parsing"], inputs["target_parsing"])
         if self.paint_input:
-            tgt.append(paint_by_labels(inputs["image"], inputs["source_parsing"], inputs["target_parsing"]))
+            tgt.append(paint)
         tgt = tf.concat(tgt, axis=-1)
         transforms = tf.cast(inputs["transforms"], f32)
         masks = self._pad(tf.cast(inputs["part_masks"], f32), spatial_axes=(2, 3))
@@ -462,7 +480,13 @@ class AppearanceGenerator(_UNetGenerator):
                 a = self.skips[level](a, transforms, masks)
             skips.append(tf.concat([a, t], axis=-1))
         logits, features = self.decoder(skips, training=training)
-        image = self.tanh(self._crop(logits))
+        logits = self._crop(logits)
+        if self.paint_residual:
+            logits = tf.cast(logits, f32)
+            if self.residual_person_only:
+                logits = logits * (1.0 - tf.cast(inputs["target_parsing"][..., :1], f32))
+            logits = logits + tf.atanh(tf.clip_by_value(paint, -PAINT_CLIP, PAINT_CLIP))
+        image = self.tanh(logits)
         if return_features:
             return image, features
         return image
@@ -473,7 +497,14 @@ class AppearanceGenerator(_UNetGenerator):
             "deformable_levels": self.deformable_levels,
             "drop_background_channel": self.drop_background_channel,
             "paint_input": self.paint_input,
+            "paint_residual": self.paint_residual,
+            "residual_person_only": self.residual_person_only,
         }
+
+
+# |paint| is clipped below 1 before atanh (paint_residual): a saturated colour
+# would otherwise need an infinite pre-activation.
+PAINT_CLIP = 0.99
 
 
 def paint_by_labels(image, source_parsing, target_parsing) -> tf.Tensor:
@@ -540,7 +571,8 @@ class ProgressiveAppearanceGenerator(keras.Model):
     ``downsample_inputs(inputs)``.
 
     ``paint_input`` is passed to the global generator (the local enhancer reads
-    the parsing alone).
+    the parsing alone); ``paint_residual`` to the global generator and to the
+    local enhancer's output, each over the paint at its own resolution.
 
     Call / returns: as :class:`AppearanceGenerator` at full resolution.
     """
@@ -550,10 +582,14 @@ class ProgressiveAppearanceGenerator(keras.Model):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, deformable_levels=4, drop_background_channel=True, paint_input=False,
-                 **kwargs):  # fmt: skip
+                 paint_residual=False, residual_person_only=False, **kwargs):  # fmt: skip
         kwargs.pop("autocast", None)
         super().__init__(autocast=False, **kwargs)
         self.paint_input = bool(paint_input)
+        self.paint_residual = bool(paint_residual)
+        self.residual_person_only = bool(residual_person_only)
+        if self.residual_person_only and not self.paint_residual:
+            raise ValueError("model.residual_person_only needs model.paint_residual")
         self.height, self.width = int(height), int(width)
         self.num_labels = int(num_labels)
         self.width_multiplier = float(width_multiplier)
@@ -581,6 +617,8 @@ class ProgressiveAppearanceGenerator(keras.Model):
             deformable_levels=min(self.deformable_levels, self.num_downsamples + 1),
             drop_background_channel=self.drop_background_channel,
             paint_input=self.paint_input,
+            paint_residual=self.paint_residual,
+            residual_person_only=self.residual_person_only,
             name="global_generator",
         )
         f0, f1 = (scaled_width(b, self.width_multiplier) for b in self.LOCAL_BASE_FILTERS)
@@ -702,7 +740,13 @@ class ProgressiveAppearanceGenerator(keras.Model):
         mid = tf.concat([tf.cast(global_features, skips_a[1].dtype), skips_a[1], skips_t[1]], axis=-1)
         up = self.local_up(mid, training=training)
         full = tf.concat([up, skips_a[0], skips_t[0]], axis=-1)
-        local_image = self.local_tanh(self.local_out(tf.nn.relu(full)))
+        local_logits = tf.cast(self.local_out(tf.nn.relu(full)), tf.float32)
+        if self.paint_residual:
+            paint = paint_by_labels(x["image"], x["source_parsing"], x["target_parsing"])
+            if self.residual_person_only:
+                local_logits = local_logits * (1.0 - x["target_parsing"][..., :1])
+            local_logits = local_logits + tf.atanh(tf.clip_by_value(paint, -PAINT_CLIP, PAINT_CLIP))
+        local_image = self.local_tanh(local_logits)
         global_up = self.upsample(global_image)  # global_image is [B, Hp/2, Wp/2, 3] float32
         global_up = global_up[:, : self.height, : self.width]
         local_image = local_image[:, : self.height, : self.width]
@@ -723,4 +767,6 @@ class ProgressiveAppearanceGenerator(keras.Model):
             "deformable_levels": self.deformable_levels,
             "drop_background_channel": self.drop_background_channel,
             "paint_input": self.paint_input,
+            "paint_residual": self.paint_residual,
+            "residual_person_only": self.residual_person_only,
         }

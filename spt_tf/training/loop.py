@@ -221,8 +221,10 @@ def _optimizer(config, precision, stage=None):
     elif stage == "pose_detector":  # likewise
         opt = keras.optimizers.Adam(learning_rate=float(config.train.pose_detector_learning_rate))
     else:
+        rate = {"semantic": config.train.semantic_learning_rate,
+                "joint_semantic": config.train.joint_semantic_learning_rate}.get(stage, config.train.learning_rate)
         opt = keras.optimizers.Adam(
-            learning_rate=float(config.train.learning_rate),
+            learning_rate=float(rate),
             beta_1=float(config.train.beta_1),
             beta_2=float(config.train.beta_2),
         )
@@ -233,6 +235,11 @@ def _optimizer(config, precision, stage=None):
 
 def _steps(config, stage):
     return int(getattr(config.train, f"{stage}_steps"))
+
+
+def _trains_hs_with_ha(stage) -> bool:
+    """The stages after `appearance` train H_S together with H_A (Algorithm 1's step 3)."""
+    return stage not in ("pose_detector", "semantic", "appearance", PARSER_STAGE)
 
 
 def _stage_model(stage, nets: Networks, config, global_batch, xla):
@@ -246,7 +253,7 @@ def _stage_model(stage, nets: Networks, config, global_batch, xla):
     target = {"ts_gt": "ground_truth", "baseline": "none"}.get(ablation, "predicted")
     return stages_lib.AppearanceStage(
         nets.hs, nets.ha, nets.da, nets.dface, nets.pose_detector, nets.vgg, config, global_batch, xla,
-        train_hs=(stage != "appearance"), target_source=target, phase=_phase(config, stage),
+        train_hs=_trains_hs_with_ha(stage), target_source=target, phase=_phase(config, stage),
     )  # fmt: skip
 
 
@@ -259,6 +266,9 @@ def _dataset_fn(stage, config):
         if stage == PARSER_STAGE:
             return pipeline.parsing_dataset(config, "train", ctx, training=True)
         if stage == "semantic":
+            return pipeline.train_dataset(config, ctx, pseudo_pairs=True)
+        if stage != "appearance" and float(config.loss.joint_semantic_weight) > 0 and ablation != "ts_gt":
+            # H_S keeps its pseudo-label cross entropy: the target pose is the pseudo pair's.
             return pipeline.train_dataset(config, ctx, pseudo_pairs=True)
         return pipeline.train_dataset(config, ctx, gt_pairs=(ablation == "ts_gt"))
 
@@ -358,15 +368,18 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     with strategy.scope():
         nets = nets or want(config)
         model = _stage_model(stage, nets, config, global_batch, xla)
+        # H_S has an optimizer of its own where it trains with H_A (joint, progressive).
+        h_opt = _optimizer(config, precision, "joint_semantic") if _trains_hs_with_ha(stage) else None
         model.compile(g_optimizer=_optimizer(config, precision, stage),
-                      d_optimizer=_optimizer(config, precision, stage))  # fmt: skip
+                      d_optimizer=_optimizer(config, precision, stage), h_optimizer=h_opt)  # fmt: skip
         model.build_optimizers()
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt_dir = os.path.join(workdir, stage)
     if not chief:  # non-chief workers write to a throwaway directory
         ckpt_dir = os.path.join(workdir, "tmp", f"{stage}_worker_{strategy.cluster_resolver.task_id}")
+    extra = {"h_optimizer": model.h_optimizer} if model.h_optimizer is not None else {}
     ckpt = tf.train.Checkpoint(step=step, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                               **nets.trackables())  # fmt: skip
+                               **extra, **nets.trackables())  # fmt: skip
     manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=int(config.train.keep_checkpoints))
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()

@@ -75,10 +75,14 @@ class StageModel(keras.Model):
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.loss_names}
         self._grad_fn = None
 
-    def compile(self, g_optimizer, d_optimizer=None, **kwargs):
+    def compile(self, g_optimizer, d_optimizer=None, h_optimizer=None, **kwargs):
+        """``h_optimizer`` updates ``h_variables()`` (H_S in the joint stage: its own rate)."""
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
+        self.h_optimizer = h_optimizer
+        if self.h_variables() and h_optimizer is None:
+            raise ValueError(f"{type(self).__name__} trains H_S too: compile it with h_optimizer")
 
     @property
     def metrics(self):
@@ -91,6 +95,10 @@ class StageModel(keras.Model):
     def d_variables(self):
         return []
 
+    def h_variables(self):
+        """Generator-side variables with an optimizer of their own (``h_optimizer``)."""
+        return []
+
     def compute_losses(self, batch):
         """-> (g_total, d_total, {name: scalar}) for one replica's batch."""
         raise NotImplementedError
@@ -100,6 +108,8 @@ class StageModel(keras.Model):
         self.g_optimizer.build(self.g_variables())
         if self.d_optimizer is not None and self.d_variables():
             self.d_optimizer.build(self.d_variables())
+        if self.h_variables():
+            self.h_optimizer.build(self.h_variables())
 
     def _gradients(self, batch):
         g_vars, d_vars = self.g_variables(), self.d_variables()
@@ -107,20 +117,25 @@ class StageModel(keras.Model):
             g_total, d_total, values = self.compute_losses(batch)
             g_scaled = _scale(self.g_optimizer, g_total)
             d_scaled = _scale(self.d_optimizer, d_total) if d_vars else None
+            h_vars = self.h_variables()
+            h_scaled = _scale(self.h_optimizer, g_total) if h_vars else None
         g_grads = tape.gradient(g_scaled, g_vars)
         d_grads = tape.gradient(d_scaled, d_vars) if d_vars else []
+        h_grads = tape.gradient(h_scaled, h_vars) if h_vars else []
         del tape
-        return g_grads, d_grads, values
+        return g_grads, d_grads, h_grads, values
 
     def train_step(self, batch):
         if self._grad_fn is None:
             self._grad_fn = tf.function(self._gradients, jit_compile=self.xla)
         # Names (strings) stay out of the XLA cluster.
         batch = {k: v for k, v in batch.items() if v.dtype != tf.string}
-        g_grads, d_grads, values = self._grad_fn(batch)
+        g_grads, d_grads, h_grads, values = self._grad_fn(batch)
         self.g_optimizer.apply_gradients(zip(g_grads, self.g_variables()))
         if d_grads:
             self.d_optimizer.apply_gradients(zip(d_grads, self.d_variables()))
+        if h_grads:
+            self.h_optimizer.apply_gradients(zip(h_grads, self.h_variables()))
         for name, value in values.items():
             # Values are global-batch averages of this replica's share; the
             # loop sums them over replicas. Trackers see the same per replica.
@@ -227,7 +242,7 @@ class AppearanceStage(StageModel):
 
     loss_names = (
         "ha_adv", "ha_pose", "ha_content", "ha_style", "ha_face", "ha_cycle", "ha_identity", "ha_total",
-        "da_loss", "dface_loss",
+        "da_loss", "dface_loss", "hs_ce",
     )  # fmt: skip
 
     def __init__(
@@ -252,7 +267,13 @@ class AppearanceStage(StageModel):
             "content": float(c.loss.lambda_cont), "style": float(c.loss.lambda_sty),
             "face": float(c.loss.lambda_face), "cycle": float(c.loss.lambda_cycle),
             "identity": float(c.loss.lambda_identity),
+            # The joint stage keeps H_S's cross entropy against the pseudo label
+            # (loss.joint_semantic_weight x loss.lambda_ce; needs target_parsing in the batch).
+            "semantic": float(c.loss.joint_semantic_weight) * float(c.loss.lambda_ce) if train_hs else 0.0,
         }  # fmt: skip
+        self.identity_region = c.loss.identity_region
+        if self.identity_region not in ("image", "person"):
+            raise ValueError(f"loss.identity_region must be image or person, got {self.identity_region!r}")
         self.style = c.loss.style
         self.style_labels = tuple(int(x) for x in c.loss.style_labels)
         self.features = perceptual_features(c)
@@ -269,9 +290,10 @@ class AppearanceStage(StageModel):
             v = list(self.ha.variables_for_phase(self.phase))
         else:
             v = list(self.ha.trainable_variables)
-        if self.train_hs:
-            v += self.hs.trainable_variables
         return v
+
+    def h_variables(self):
+        return list(self.hs.trainable_variables) if self.train_hs else []
 
     def d_variables(self):
         v = list(self.da.trainable_variables)
@@ -314,9 +336,14 @@ class AppearanceStage(StageModel):
         # Without the gradient through the generated target, the cycle teaches H_A to
         # render a real image (I_s) from a generated one, and cannot reward hiding the
         # source in the target's pixels (loss.cycle_through_target).
-        cycle_in = fake_t if self.cycle_through_target else tf.stop_gradient(fake_t)
+        # The same holds for the parsings: without it the cycle rewards an H_S that copies
+        # the source's layout (the cycle is trivial then) in the joint stage.
+        cycle_in, cycle_tgt, cycle_back = fake_t, tgt, back
+        if not self.cycle_through_target:
+            cycle_in, cycle_tgt, cycle_back = (tf.stop_gradient(t) for t in (fake_t, tgt, back))
         fake_s = self.ha(
-            ha_inputs(cycle_in, tgt, batch["target_pose"], back, batch["source_pose"], back_tr, back_masks),
+            ha_inputs(cycle_in, cycle_tgt, batch["target_pose"], cycle_back, batch["source_pose"], back_tr,
+                      back_masks),
             training=training,
         )
         out = {"source_parsing": src, "target_parsing": tgt, "back_parsing": back,
@@ -435,14 +462,27 @@ class AppearanceStage(StageModel):
         # Pixel L1 of the cycle (loss.lambda_cycle; not in Eq. 10, see configs/base.py).
         cycle = _avg(losses.l1_loss(fake_s, image), gb)
         # Pixel L1 of the self-reconstruction (loss.lambda_identity; not in Eq. 10).
-        identity = _avg(losses.l1_loss(out["identity"], image), gb) if "identity" in out else tf.constant(0.0)
+        identity = tf.constant(0.0)
+        if "identity" in out:
+            if self.identity_region == "person":  # the background of another photo is not the source's
+                keep = 1.0 - src[..., :1]
+                identity = _avg(losses.l1_loss(out["identity"] * keep, image * keep), gb)
+            else:
+                identity = _avg(losses.l1_loss(out["identity"], image), gb)
+        hs_ce = tf.constant(0.0)
+        if self.w["semantic"] > 0:
+            if "target_parsing" not in batch:
+                raise ValueError("loss.joint_semantic_weight > 0 needs pseudo pairs (target_parsing) in the batch")
+            truth = geometry.one_hot_parsing(batch["target_parsing"], self.num_labels)
+            hs_ce = _avg(losses.weighted_cross_entropy(truth, tgt, batch["target_mask"]), gb)
         w = self.w
         g_total = (w["adv"] * adv + w["pose"] * pose + w["content"] * content + w["style"] * style
-                   + w["face"] * face + w["cycle"] * cycle + w["identity"] * identity)  # fmt: skip
+                   + w["face"] * face + w["cycle"] * cycle + w["identity"] * identity
+                   + w["semantic"] * hs_ce)  # fmt: skip
         d_total = da_loss + dface_loss
         values = {
             "ha_adv": adv, "ha_pose": pose, "ha_content": content, "ha_style": style, "ha_face": face,
             "ha_cycle": cycle, "ha_identity": identity, "ha_total": g_total, "da_loss": da_loss,
-            "dface_loss": dface_loss,
+            "dface_loss": dface_loss, "hs_ce": hs_ce,
         }  # fmt: skip
         return g_total, d_total, values
