@@ -85,7 +85,7 @@ def texture_check(config, workdir: str, ablation: str) -> dict:
     gen = evaluator.CheckpointGenerator(config, workdir)
     gt = ablation == "ts_gt"
     model, paint, pairs = [], [], 0
-    for batch in pipeline.test_dataset(config):
+    for batch in pipeline.test_dataset(config, max_pairs=int(config.eval.max_pairs)):
         names = [n.decode() for n in batch["target_name"].numpy()]
         tpar = batch["target_parsing"].numpy()
         garment = _garment_masks(names, tpar, textures)
@@ -130,6 +130,8 @@ def main(argv=None):
     p.add_argument("--ablations", default=",".join(ABLATIONS))
     p.add_argument("--app_steps", type=int, default=400)
     p.add_argument("--joint_steps", type=int, default=200)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="config override for every train.py / evaluate.py call, e.g. train.min_pose_pckh=0")  # fmt: skip
     p.add_argument("--shared_steps", type=int, default=0,
                    help="steps of P, H_S and the parser (0: the config's)")  # fmt: skip
     a = p.parse_args(argv)
@@ -152,7 +154,7 @@ def main(argv=None):
         config.data.root = data
         demo_run.prepare_data(config, a.identities, a.poses)
     timings = {"data": time.time() - t0}
-    root = [f"--config.data.root={data}"]
+    root = [f"--config.data.root={data}"] + [f"--config.{kv}" for kv in a.set]
     steps = []
     if a.shared_steps:
         steps = [f"--config.train.{s}_steps={a.shared_steps}" for s in ("pose_detector", "semantic", "parser")]
@@ -187,6 +189,11 @@ def main(argv=None):
                 rows = json.load(f)["rows"]
             run_config = spt.get_config(f"{a.config},{abl}")
             run_config.data.root = data
+            for kv in a.set:
+                key, value = kv.split("=", 1)
+                section, field = key.split(".")
+                old = run_config[section][field]
+                run_config[section][field] = type(old)(json.loads(value)) if not isinstance(old, str) else value
             results[name] = {"rows": rows, "texture": texture_check(run_config, wd, abl)}
             print(name, {k: rows["model"].get(k) for k in IMAGE_METRICS + PERSON_METRICS}, results[name]["texture"])
     summary = summarise(results, a)
@@ -236,7 +243,7 @@ def markdown(summary: dict) -> str:
                                ("ts_pred", "real target (ceiling)", "real_target")):  # fmt: skip
         if abl in abls:
             tex = None
-            if prefix.startswith("paint") and abl in ("e2e", "ts_gt"):
+            if prefix.startswith("paint"):
                 tex = _fmt(abls[abl]["texture/paint"], 3)
             row(label, abls[abl], prefix, tex)
     return "\n".join(lines)

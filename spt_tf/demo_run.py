@@ -34,8 +34,9 @@ def demo_config(workdir: str):
 def _results_figure(config, export_path: str, out_png: str, n: int = 8) -> None:
     """Source | target pose | predicted parsing | paint baseline | generated | ground truth.
 
-    One row per identity: the test pairs are grouped by identity, so the rows are
-    ``n`` pairs spread evenly over the first ``8 n`` test pairs.
+    The test pairs are grouped by identity (30 per identity at 6 poses), so the rows
+    are ``n`` pairs spread evenly over the first ``32 n`` test pairs: about one
+    identity per row.
     """
     import cv2
     import tensorflow as tf
@@ -46,7 +47,7 @@ def _results_figure(config, export_path: str, out_png: str, n: int = 8) -> None:
 
     loaded = tf.saved_model.load(export_path)
     fn = loaded.signatures["serving_default"]
-    pool = next(iter(pipeline.test_dataset(config, batch_size=8 * n, max_pairs=8 * n)))
+    pool = next(iter(pipeline.test_dataset(config, batch_size=32 * n, max_pairs=32 * n)))
     count = int(pool["image"].shape[0])
     pick = np.linspace(0, count - 1, min(n, count)).round().astype(int)
     batch = {k: tf.gather(v, pick) for k, v in pool.items()}
