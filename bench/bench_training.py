@@ -5,7 +5,7 @@ before TensorFlow starts) and prints one JSON line; the parent prints a
 markdown table for docs/benchmarks.md.
 
   python bench/bench_training.py                       # default matrix (see MATRIX)
-  python bench/bench_training.py --only ha_step        # the PERFORMANCE.md H_A step only
+  python bench/bench_training.py --only ha_step        # the release's H_A step only
   python bench/bench_training.py --child '{"kind": "stage", ...}'   # one measurement
 
 Kinds:
@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 MATRIX = [
-    # The release's H_A step (PERFORMANCE.md): 256 progressive batch 4, global at 128 batch 4.
+    # The release's H_A step (docs/benchmarks.md): 256 progressive batch 4, global at 128 batch 4.
     {"kind": "ha_step", "size": [256, 256], "batch": 4, "progressive": True, "xla": False, "steps": 3},
     {"kind": "ha_step", "size": [128, 128], "batch": 4, "progressive": False, "xla": False, "steps": 3},
     {"kind": "ha_step", "size": [128, 128], "batch": 4, "progressive": False, "xla": True, "steps": 3},

@@ -1,4 +1,4 @@
-"""Base config: every field of a run, with the SPT.md section 7 defaults.
+"""Base config: every field of a run, with the paper's defaults (Sec. 4.1).
 
 Per-dataset files (`synthetic.py`, `market.py`, `deepfashion.py`,
 `testing.py`) start from `get_config()` here and change what differs.
@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     d.width = 64
     # Parsing maps stored as LIP-20 labels (converted on load) instead of SPT-10.
     d.parsing_is_lip = False
-    # Pose heatmap sigma in image pixels (SPT.md: 6 at every resolution).
+    # Pose heatmap sigma in image pixels (6 at every resolution, as in the releases).
     d.sigma = 6.0
     # PG2 pose mask disc radius / limb half width.
     d.mask_radius = 4.0

@@ -1,4 +1,4 @@
-"""Market-1501 at 128x64 (SPT.md sections 3 and 7)."""
+"""Market-1501 at 128x64 (the paper, Sec. 4.1; docs/data.md)."""
 
 from configs import base
 

@@ -1,7 +1,7 @@
 """Selects a config by argument: `--config=configs/spt.py:DATASET[,ABLATION]`.
 
 DATASET is one of synthetic, market, deepfashion, testing; ABLATION one of
-e2e (default, SPT), ts_pred, ts_gt, baseline (SPT.md section 9).
+e2e (default, SPT), ts_pred, ts_gt, baseline (the paper, Sec. 4.3 and Table 1).
 """
 
 import importlib

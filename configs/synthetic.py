@@ -46,8 +46,8 @@ def offline_recipe(c):
     c.train.semantic_learning_rate = 2e-4
 
     # The joint stage moves H_S gently: its own Adam at a tenth of the semantic stage's
-    # rate, and its pseudo-label cross entropy kept. At 1e-3 with L_A alone H_S drifts
-    # towards copying the source's layout (mIoU 0.66 -> 0.20 in 300 steps on validation).
+    # rate, and its pseudo-label cross entropy kept. At H_A's rate with L_A alone H_S
+    # drifts towards copying the source's layout (docs/design.md, "Offline recipe").
     c.train.joint_semantic_learning_rate = 2e-5
     c.loss.joint_semantic_weight = 1.0
     return c

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# The 10 labels of SPT (SPT.md section 2), in index order.
+# The 10 labels of SPT (the paper, Sec. 4.1), in index order.
 SPT_LABELS = (
     "background",
     "face",
@@ -54,7 +54,7 @@ NUM_LIP_LABELS = len(LIP_LABELS)
 ARM_BY_NEARER_WRIST = -1
 LEG_BY_NEARER_ANKLE = -2
 
-# Decision (SPT.md section 2): LIP name -> SPT name (or a side-less sentinel).
+# Decision (docs/data.md, LIP-format parsing): LIP name -> SPT name (or a side-less sentinel).
 LIP_TO_SPT: dict[str, str | int] = {
     "background": "background",
     "hat": "hair",

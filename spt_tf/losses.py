@@ -9,7 +9,7 @@ Conventions shared by every function here:
     ``mixed_float16`` network still gets float32 losses.
   * "Mean" means the mean over every non-batch axis of one example. The paper
     writes ``||.||_2^2`` (a sum); the releases use ``MSELoss`` (a mean), and
-    the loss weights of SPT.md section 7 (lambda_pose 700, lambda_cont 0.03)
+    the loss weights of the paper, Sec. 4.1 (lambda_pose 700, lambda_cont 0.03)
     are tuned for the mean, so the mean is used throughout.
 
 Paper equation -> function:
@@ -36,7 +36,7 @@ import tensorflow as tf
 from spt_tf import geometry
 
 GAN_KINDS = ("lsgan", "vanilla")
-# Release choice (SPT.md section 7): 8 labels, background (0) and face (1) excluded.
+# Release choice for Eq. 8 of the paper: 8 labels, background (0) and face (1) excluded.
 DEFAULT_STYLE_LABELS = (2, 3, 4, 5, 6, 7, 8, 9)
 # Probabilities are clipped to [EPSILON, 1] before the log of the cross entropy.
 EPSILON = 1e-7

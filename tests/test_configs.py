@@ -1,4 +1,4 @@
-"""Tests of configs/: every DATASET x ABLATION loads; paper values of SPT.md section 7."""
+"""Tests of configs/: every DATASET x ABLATION loads; the paper's values (Sec. 4.1)."""
 
 import os
 

@@ -1,7 +1,7 @@
 """Tests of spt_tf.geometry against independent numpy / scikit-image references.
 
-The references below are written from the definitions (SPT.md sections 2 and 6,
-pose-gan's ``pose_transform.py`` and PG2's ``_getPoseMask``) in numpy, in
+The references below are written from the definitions (the paper, Sec. 3.1 and
+3.3, pose-gan's ``pose_transform.py`` and PG2's ``_getPoseMask``) in numpy, in
 pose-gan's own (x, y) order, so they share no code with the TF ops.
 """
 

@@ -1,11 +1,11 @@
-"""Tests of spt_tf.labels: the LIP -> SPT decision of SPT.md section 2, sides, colours."""
+"""Tests of spt_tf.labels: the LIP -> SPT decision of docs/data.md, sides, colours."""
 
 import numpy as np
 import pytest
 
 from spt_tf import labels
 
-# SPT.md section 2, written out again by name: LIP label -> SPT label.
+# The decision of docs/data.md, written out again by name: LIP label -> SPT label.
 EXPECTED = {
     "background": "background", "hat": "hair", "hair": "hair", "sunglasses": "face",
     "upper_clothes": "upper_clothes", "dress": "upper_clothes", "coat": "upper_clothes",

@@ -1,4 +1,4 @@
-"""The human parser (issue #8): network shapes and serialization, the `parser` training
+"""The human parser: network shapes and serialization, the `parser` training
 stage (checkpoints, resume, validation), learning on synthetic people, its evaluation,
 and the applications with a predicted parsing instead of a parsing file."""
 

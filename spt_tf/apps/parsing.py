@@ -72,7 +72,7 @@ def read_spt(path, shape: tuple[int, int], image_path: str = "the image") -> np.
 
 
 def read_lip(path, shape: tuple[int, int], keypoints: np.ndarray | None, image_path: str = "the image") -> np.ndarray:
-    """Reads a LIP-20 PNG and converts it to SPT-10 (SPT.md section 2).
+    """Reads a LIP-20 PNG and converts it to SPT-10 (``spt_tf.labels.LIP_TO_SPT``; docs/data.md).
 
     Args:
       path: the LIP label PNG (values 0..19).

@@ -1,4 +1,4 @@
-"""`run(config, workdir, out_dir, ...)`: the streaming evaluator (SPT.md section 9).
+"""`run(config, workdir, out_dir, ...)`: the streaming evaluator (docs/evaluation.md).
 
 Generates the target of every test pair with the trained H_S + H_A (restored
 from the latest joint / appearance checkpoint, or a SavedModel's

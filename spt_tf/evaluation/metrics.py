@@ -5,7 +5,7 @@ returns numbers; Inception, the pose detector and H_S run elsewhere. That keeps
 the maths testable without pretrained weights (tests compare against
 scikit-image, scipy and hand-made cases).
 
-Field conventions (SPT.md section 9):
+Field conventions (Table 1 of the paper; docs/evaluation.md):
   * SSIM: Gaussian weights sigma 1.5 (11 taps, truncate 3.5), population
     covariance, K1 = 0.01, K2 = 0.03, per channel then averaged, the 5-pixel
     border (filter radius) excluded from the mean, data range = max - min of

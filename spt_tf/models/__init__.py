@@ -1,4 +1,4 @@
-"""The SPT networks and their builders (``docs/design.md``, SPT.md sections 4-7).
+"""The SPT networks and their builders (``docs/design.md``; the paper, Sec. 3.2-3.3).
 
 Builders take an ``ml_collections`` config (``configs/base.py``: ``model.*``,
 ``data.height`` / ``data.width``):

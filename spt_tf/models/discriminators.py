@@ -1,4 +1,4 @@
-"""PatchGAN discriminator, used as D_S, D_A and D_face (SPT.md sections 4 and 7)."""
+"""PatchGAN discriminator, used as D_S, D_A and D_face (the paper, Sec. 3.2 and 3.3)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The generators: H_S (semantic), H_A (appearance) and the progressive 256 H_A.
 
-Shared U-Net shape (SPT.md sections 4 and 5, the pose-gan / SPT releases):
+Shared U-Net shape (the paper, Sec. 3.2 and 3.3; the pose-gan / SPT releases):
 
 * Encoder: level 0 is a 3x3 conv with bias at full resolution (no norm), then
   one :class:`~spt_tf.models.layers.DownBlock` per level; the deepest block has
@@ -278,7 +278,7 @@ class _UNetGenerator(keras.Model):
 
 @keras.saving.register_keras_serializable(package="spt_tf")
 class SemanticGenerator(_UNetGenerator):
-    """H_S: source parsing + poses -> target parsing probabilities (SPT.md section 4).
+    """H_S: source parsing + poses -> target parsing probabilities (the paper, Sec. 3.2).
 
     Encoders ``E_S(S_ps ⊕ p_s ⊕ M_ps)`` and ``E_P(p_t ⊕ M_pt)``; the U-Net
     decoder ``G_S`` consumes both encoders' skips concatenated per level (no
@@ -343,7 +343,7 @@ class SemanticGenerator(_UNetGenerator):
 
 @keras.saving.register_keras_serializable(package="spt_tf")
 class AppearanceGenerator(_UNetGenerator):
-    """H_A: source image + parsings + poses -> image in the target pose (SPT.md section 5).
+    """H_A: source image + parsings + poses -> image in the target pose (the paper, Sec. 3.3).
 
     Encoders ``E_A(I_ps ⊕ S_ps ⊕ p_s)`` and ``E'_S(S̃_pt ⊕ p_t)``. On the
     ``deformable_levels`` highest-resolution levels the appearance skip goes
@@ -543,7 +543,7 @@ def _downsample2(x, spatial_axes=(1, 2)):
 
 @keras.saving.register_keras_serializable(package="spt_tf")
 class ProgressiveAppearanceGenerator(keras.Model):
-    """The 256 H_A of SPT.md section 5: global H_A at half resolution + local enhancer.
+    """The 256 H_A of the paper, Sec. 4.1: global H_A at half resolution + local enhancer.
 
     * ``global_generator``: an :class:`AppearanceGenerator` at half resolution;
       its inputs are made inside by 2x2 average pooling (image, parsings,
@@ -563,7 +563,8 @@ class ProgressiveAppearanceGenerator(keras.Model):
       up block reads the global features and level-0 skips only. Fading the
       outputs keeps the global generator a standalone half-resolution H_A.)
 
-    Training phases (SPT.md section 5: "global, then local only, then all"):
+    Training phases (the paper's progressive training, Sec. 4.1: global, then
+    local only, then all):
     ``variables_for_phase("global" | "local" | "all")`` lists the trainable
     variables to update; ``global_trainable_variables`` and
     ``local_trainable_variables`` partition ``trainable_variables``. The

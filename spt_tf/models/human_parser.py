@@ -1,4 +1,4 @@
-"""The human parser: image -> logits of the 10 SPT labels (issue #8, "Custom images").
+"""The human parser: image -> logits of the 10 SPT labels, for custom photos.
 
 Not part of SPT (the paper takes its parsing maps from an external LIP-trained
 parser). SPT needs a parsing map of every photo it re-poses or re-dresses; for

@@ -3,7 +3,7 @@
 Every layer is registered serializable (package ``spt_tf``) and has a complete
 ``get_config``; the tests round-trip each one through ``from_config``.
 
-Block layout (SPT.md section 5, the pose-gan / SPT releases): activation
+Block layout (the pose-gan / SPT releases): activation
 first, then the convolution, then the norm, then (up blocks only) dropout.
 """
 
@@ -243,7 +243,7 @@ def _corners(transforms: tf.Tensor, height: int, width: int):
 
 @keras.saving.register_keras_serializable(package="spt_tf")
 class DeformableSkip(keras.layers.Layer):
-    """Deformable skip connection (pose-gan, SPT.md section 6): warp per part, mask, max.
+    """Deformable skip connection (pose-gan; the paper, Sec. 3.3): warp per part, mask, max.
 
     The appearance features of the source pose are warped by each of the 10
     part transforms into the target pose (bilinear, zero fill: the sampling of

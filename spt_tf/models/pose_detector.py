@@ -1,4 +1,4 @@
-"""Pose detector P: image -> 18 keypoint heatmaps (SPT.md section 7, Eq. 6).
+"""Pose detector P: image -> 18 keypoint heatmaps (Eq. 6 of the paper).
 
 The release used a CycleGAN ResNet generator (3 -> 18 channels, tanh) trained
 on the sigma = 6 heatmaps, weights unreleased. Here: the same shape at a

@@ -9,7 +9,7 @@ and SIGTERM/SIGINT handling (checkpoint, then a clean exit).
 Stages start from the previous stages' checkpoints (the networks they need),
 and resume from their own latest checkpoint at its step with optimizer state.
 
-The ``parser`` stage trains the human parser for custom photos (issue #8). It
+The ``parser`` stage trains the human parser for custom photos. It
 is not part of Algorithm 1: ``--stage all`` never runs it, it needs no other
 stage, and it builds, checkpoints and restores the parser alone
 (:class:`ParserNetworks`); its checkpoints hold nothing else.

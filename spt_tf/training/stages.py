@@ -9,7 +9,8 @@ forward pass at the same weights (the pix2pix-tutorial scheme; the release
 steps G then D sequentially, which costs a second forward pass), then applies
 them. When `xla` is on, the forward and backward are one `jit_compile=True`
 function and the gradients are applied outside XLA: the recipe that works
-across replicas (STACK.md). Per-example losses are averaged over the GLOBAL
+across replicas (``jit_compile`` around a whole multi-replica step fails with a
+cross-device resource error). Per-example losses are averaged over the GLOBAL
 batch, so the optimizers' cross-replica sum gives the global mean.
 """
 
@@ -250,7 +251,7 @@ class AppearanceStage(StageModel):
         train_hs=False, target_source="predicted", phase="all", **kwargs,
     ):  # fmt: skip
         super().__init__(global_batch_size, xla, **kwargs)
-        # Progressive H_A (SPT.md section 5): "global", "local" or "all" variables.
+        # Progressive H_A (the paper, Sec. 4.1): "global", "local" or "all" variables.
         self.phase = phase
         if phase != "all" and not hasattr(ha, "variables_for_phase"):
             raise ValueError(f"phase {phase!r} needs the progressive generator (model.progressive=True)")
