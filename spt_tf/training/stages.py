@@ -440,23 +440,25 @@ class AppearanceStage(StageModel):
         dface_loss = tf.constant(0.0)
         if self.dface is not None:
             n = self.face_size
+            # Eq. 9 on the face crops of the generated target (target pose) and of the
+            # cycle (source pose) against the source's real face; each crop counts only
+            # where its own face box is valid (losses.face_*_loss).
             _, _, valid_s = geometry.face_boxes(kp_s)
             _, _, valid_t = geometry.face_boxes(kp_t)
-            vs, vt = tf.cast(valid_s, tf.float32), tf.cast(valid_t, tf.float32)
             real_crop = geometry.crop_faces(image, kp_s, n)
             crop_t = geometry.crop_faces(fake_t, kp_t, n)
             crop_s = geometry.crop_faces(fake_s, kp_s, n)
             rf = self.dface(real_crop, training=True)
             face = _avg(
-                vt * losses.generator_loss(self.gan, self.dface(crop_t, training=True))
-                + vs * losses.generator_loss(self.gan, self.dface(crop_s, training=True)),
+                losses.face_generator_loss(self.gan, self.dface(crop_t, training=True), valid_t)
+                + losses.face_generator_loss(self.gan, self.dface(crop_s, training=True), valid_s),
                 gb,
             )
             dt = self.dface(tf.stop_gradient(crop_t), training=True)
             ds = self.dface(tf.stop_gradient(crop_s), training=True)
             dface_loss = _avg(
-                0.5 * (vs * vt * losses.discriminator_loss(self.gan, rf, dt)
-                       + vs * losses.discriminator_loss(self.gan, rf, ds)),
+                0.5 * (losses.face_discriminator_loss(self.gan, rf, dt, valid_s, valid_t)
+                       + losses.face_discriminator_loss(self.gan, rf, ds, valid_s, valid_s)),
                 gb,
             )  # fmt: skip
 
