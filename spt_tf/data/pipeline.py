@@ -398,6 +398,20 @@ def pose_dataset(config, input_context=None, seed: int | None = None) -> tf.data
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config))
 
 
+def split_batches(config, split: str, batch_size: int | None = None, max_images: int = 0):
+    """The images of ``split`` in order (``parsing_dataset``, no augmentation), cut after
+    ``max_images`` (0 = all): the batches the evaluations of P and the parser read."""
+    count = 0
+    for batch in parsing_dataset(config, split, batch_size=batch_size, training=False):
+        if max_images:
+            keep = max_images - count
+            if keep <= 0:
+                return
+            batch = {k: v[:keep] for k, v in batch.items()}
+        count += int(batch["image"].shape[0])
+        yield batch
+
+
 def parsing_dataset(config, split: str = "train", input_context=None, seed: int | None = None,
                     batch_size: int | None = None, training: bool | None = None) -> tf.data.Dataset:  # fmt: skip
     """Images and their parsing maps, for the human parser (``--stage=parser``).

@@ -46,13 +46,8 @@ def evaluate(config, parser, split: str = "test", batch_size: int | None = None,
     conf = np.zeros((num_labels, num_labels), np.int64)
     background = np.zeros_like(conf)
     count = 0
-    for batch in pipeline.parsing_dataset(config, split, batch_size=batch_size, training=False):
+    for batch in pipeline.split_batches(config, split, batch_size, max_images):
         image, truth = batch["image"], batch["parsing"].numpy()
-        if max_images:
-            keep = max_images - count
-            if keep <= 0:
-                break
-            image, truth = image[:keep], truth[:keep]
         pred = predict(image).numpy()
         conf += metrics.parsing_confusion(pred, truth, num_labels)
         background += metrics.parsing_confusion(np.zeros_like(truth), truth, num_labels)

@@ -43,13 +43,8 @@ def evaluate(config, pose_detector, split: str = "test", batch_size: int | None 
     """
     predict = tf.function(lambda x: pose_detector(x, training=False), reduce_retracing=True, autograph=False)
     correct = total = count = 0
-    for batch in pipeline.parsing_dataset(config, split, batch_size=batch_size, training=False):
+    for batch in pipeline.split_batches(config, split, batch_size, max_images):
         image, truth = batch["image"], batch["keypoints"].numpy()
-        if max_images:
-            keep = max_images - count
-            if keep <= 0:
-                break
-            image, truth = image[:keep], truth[:keep]
         pred = metrics.heatmaps_to_keypoints(predict(image).numpy())
         c, t = metrics.pckh_counts(pred, truth, threshold)
         correct += int(np.sum(c))

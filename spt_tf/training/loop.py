@@ -568,34 +568,38 @@ def _write_images(model, config, writer, step, stage=None):
         logging.warning("stage %s, step %d: %s", stage, step, problem)
 
 
-def _validate_parser(model, config, writer, step):
-    """The parser's mIoU / pixel accuracy on the whole test split; None without one."""
+def _validate_on_test_split(stage, evaluate, writer, step, scalars, describe):
+    """Runs ``evaluate()`` on the test split, logs ``scalars(result)`` under validation/;
+    None (and a warning) when the split cannot be read."""
     try:
-        result = parser_eval.evaluate(config, model.parser, "test")
+        result = evaluate()
     except (FileNotFoundError, OSError, ValueError) as e:
-        logging.warning("parser stage: no validation on the test split: %s", e)
+        logging.warning("%s stage: no validation on the test split: %s", stage, e)
         return None
     with writer.as_default(step=step):
-        tf.summary.scalar("validation/parser_miou", result["miou"])
-        tf.summary.scalar("validation/parser_pixel_accuracy", result["pixel_accuracy"])
-        tf.summary.scalar("validation/all_background_pixel_accuracy", result["all_background"]["pixel_accuracy"])
-    logging.info("parser stage: test split (%d images): mIoU %.4f, pixel accuracy %.4f (all background: %.4f)",
-                 result["images"], result["miou"], result["pixel_accuracy"],
-                 result["all_background"]["pixel_accuracy"])  # fmt: skip
+        for name, value in scalars(result).items():
+            tf.summary.scalar(f"validation/{name}", value)
+    logging.info("%s stage: test split (%d images): %s", stage, result["images"], describe(result))
     return result
+
+
+def _validate_parser(model, config, writer, step):
+    """The parser's mIoU / pixel accuracy on the whole test split; None without one."""
+    return _validate_on_test_split(
+        "parser", lambda: parser_eval.evaluate(config, model.parser, "test"), writer, step,
+        lambda r: {"parser_miou": r["miou"], "parser_pixel_accuracy": r["pixel_accuracy"],
+                   "all_background_pixel_accuracy": r["all_background"]["pixel_accuracy"]},
+        lambda r: (f"mIoU {r['miou']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f} "
+                   f"(all background: {r['all_background']['pixel_accuracy']:.4f})"),
+    )  # fmt: skip
 
 
 def _validate_pose_detector(model, config, writer, step):
     """P's PCKh on the real images of the test split; None without one."""
-    try:
-        result = pose_eval.evaluate(config, model.pose_detector, "test")
-    except (FileNotFoundError, OSError, ValueError) as e:
-        logging.warning("pose detector stage: no validation on the test split: %s", e)
-        return None
-    with writer.as_default(step=step):
-        tf.summary.scalar("validation/pose_detector_pckh", result["pckh"])
-    logging.info("pose detector stage: test split (%d images): PCKh %.4f", result["images"], result["pckh"])
-    return result
+    return _validate_on_test_split(
+        "pose detector", lambda: pose_eval.evaluate(config, model.pose_detector, "test"), writer, step,
+        lambda r: {"pose_detector_pckh": r["pckh"]}, lambda r: f"PCKh {r['pckh']:.4f}",
+    )  # fmt: skip
 
 
 def _write_validation(model, stage, config, writer, step):
