@@ -10,6 +10,7 @@ import pytest
 from spt_tf import geometry
 from spt_tf.data import clothing, formats, synthetic
 from spt_tf.data import pseudo_pairs as pp
+from spt_tf.data.pseudo_pairs import matching
 
 H, W = 48, 24
 # A standing person (y, x) in a 48 x 24 map, COCO-18 order.
@@ -491,7 +492,7 @@ def test_rerank_in_groups_equals_one_call(monkeypatch):
     tr = pp._chunk_transforms(kp, src, cand)
     coarse = pp.mode_pool(maps, 2)
     whole = pp.rerank(maps, kp, src, cand, tr, settings, coarse)
-    monkeypatch.setattr(pp, "_RERANK_GROUP", 3)
+    monkeypatch.setattr(matching, "_RERANK_GROUP", 3)  # rerank reads it from its own module
     assert pp.rerank(maps, kp, src, cand, tr, settings, coarse) == whole
 
 
