@@ -29,9 +29,8 @@ Run::
 
 from __future__ import annotations
 
-import logging
+import argparse
 import os
-import re
 import sys
 import threading
 import time
@@ -41,6 +40,8 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 import tensorflow as tf
+from absl import app, logging
+from absl.flags import argparse_flags
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow.core.protobuf import saved_model_pb2
@@ -54,6 +55,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+# Also served as local_server.list_versions (bench/bench_serving.py calls it so).
+from spt_tf.versions import list_versions
+
 # Imported as a sibling module when run as a script, as a package module otherwise.
 if __package__:
     from . import validation
@@ -61,12 +65,9 @@ else:  # pragma: no cover - `python serving/local_server.py`
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import validation  # type: ignore[no-redef]
 
-_log = logging.getLogger(__name__)
-
 DEFAULT_SIGNATURE = "serving_default"
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
-_VERSION_DIR = re.compile(r"^\d+$")
 _State = get_model_status_pb2.ModelVersionStatus.State
 
 
@@ -111,20 +112,6 @@ class _Snapshot:
 
     versions: dict = field(default_factory=dict)  # int -> LoadedVersion
     failures: dict = field(default_factory=dict)  # int -> _Failure
-
-
-def list_versions(base_dir: str) -> list[int]:
-    """Integer version directories under ``base_dir`` holding a ``saved_model.pb``, ascending."""
-    try:
-        names = os.listdir(base_dir)
-    except FileNotFoundError:
-        return []
-    out = []
-    for name in names:
-        path = os.path.join(base_dir, name)
-        if _VERSION_DIR.match(name) and os.path.isfile(os.path.join(path, "saved_model.pb")):
-            out.append(int(name))
-    return sorted(out)
 
 
 def _read_signature_defs(path: str) -> dict:
@@ -228,19 +215,19 @@ class VersionManager:
                 if v in old.versions:
                     versions[v] = old.versions[v]
                     continue
-                _log.info("loading version %d from %s", v, self.base_dir)
+                logging.info("loading version %d from %s", v, self.base_dir)
                 start = time.perf_counter()
                 try:
                     versions[v] = load_version(self.base_dir, v, self.warmup)
                 except Exception as e:  # a broken export must not stop the server
-                    _log.error("version %d of %s failed to load, skipped: %s", v, self.base_dir, e)
+                    logging.error("version %d of %s failed to load, skipped: %s", v, self.base_dir, e)
                     failures[v] = _Failure(v, f"{type(e).__name__}: {e}")
                     continue
-                _log.info("version %d loaded in %.2f s", v, time.perf_counter() - start)
+                logging.info("version %d loaded in %.2f s", v, time.perf_counter() - start)
             changed = set(versions) != set(old.versions) or failures != old.failures
             if changed:
                 for v in sorted(set(old.versions) - set(versions)):
-                    _log.info("unloading version %d", v)
+                    logging.info("unloading version %d", v)
                 self._snapshot = _Snapshot(versions, failures)
         if changed:
             for fn in self._listeners:
@@ -252,7 +239,7 @@ class VersionManager:
             try:
                 self.poll_once()
             except Exception:  # keep polling whatever happens on disk
-                _log.exception("polling %s failed", self.base_dir)
+                logging.exception("polling %s failed", self.base_dir)
 
     def start(self) -> None:
         """Starts the polling thread (after a first synchronous poll)."""
@@ -337,7 +324,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         except tf.errors.InvalidArgumentError as e:  # e.g. an image that does not decode
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"signature {sig_name!r}: {e.message}")
         except Exception as e:
-            _log.exception("signature %r of version %d failed", sig_name, loaded.version)
+            logging.exception("signature %r of version %d failed", sig_name, loaded.version)
             context.abort(grpc.StatusCode.INTERNAL, f"signature {sig_name!r} failed: {e}")
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.model_name
@@ -498,51 +485,76 @@ def serve(
         raise OSError(f"cannot bind {host}:{port}")
     manager.start()
     if not manager.snapshot.versions:
-        _log.warning("no loadable version under %s yet; NOT_SERVING until one appears", export_dir)
+        logging.warning("no loadable version under %s yet; NOT_SERVING until one appears", export_dir)
     grpc_server.start()
     return LocalServer(grpc_server, manager, bound), bound
 
 
+def _bool(text: str) -> bool:
+    """absl's boolean flag values: true/t/1 and false/f/0, any case."""
+    value = text.lower()
+    if value in ("true", "t", "1"):
+        return True
+    if value in ("false", "f", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def build_parser(parser_class=argparse_flags.ArgumentParser) -> argparse.ArgumentParser:
+    """The CLI parser (absl's argparse parser by default, so absl's flags parse too)."""
+    p = parser_class(prog="python -m serving.local_server", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--export_dir", required=True, help="Export base directory (BASE/<version>/).")
+    p.add_argument("--model_name", default="spt", help="Model name clients use in model_spec.name.")
+    p.add_argument("--host", default="127.0.0.1", help="Interface to bind (loopback by default).")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port; 0 picks a free one and prints it.")
+    p.add_argument("--max_message_mb", type=int, default=64, help="gRPC message size limit (MiB).")
+    p.add_argument("--max_batch", type=int, default=16, help="Largest batch per request.")
+    p.add_argument("--workers", type=int, default=4, help="Request handler threads.")
+    p.add_argument("--poll_seconds", type=float, default=2.0,
+                   help="How often to look for new versions (0: never).")
+    p.add_argument("--num_versions", type=int, default=1, help="Serve this many of the newest versions.")
+    # --warmup, --warmup=false and --nowarmup, as absl's boolean flags read.
+    p.add_argument("--warmup", type=_bool, nargs="?", const=True, default=True,
+                   help="Run each signature once when a version loads (default: true; --nowarmup: no).")
+    p.add_argument("--nowarmup", dest="warmup", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--keypoint_margin", type=float, default=validation.DEFAULT_KEYPOINT_MARGIN,
+                   help="Pixels a keypoint may lie outside the image.")
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``app.run``'s flags parser: ``argv[0]`` is the program."""
+    return build_parser().parse_args(argv[1:])
+
+
 def main(argv=None) -> None:
-    from absl import app, flags
+    """Serves until interrupted.
 
-    flags.DEFINE_string("export_dir", None, "Export base directory (BASE/<version>/).", required=True)
-    flags.DEFINE_string("model_name", "spt", "Model name clients use in model_spec.name.")
-    flags.DEFINE_string("host", "127.0.0.1", "Interface to bind (loopback by default).")
-    flags.DEFINE_integer("port", 8500, "gRPC port; 0 picks a free one and prints it.")
-    flags.DEFINE_integer("max_message_mb", 64, "gRPC message size limit (MiB).")
-    flags.DEFINE_integer("max_batch", 16, "Largest batch per request.")
-    flags.DEFINE_integer("workers", 4, "Request handler threads.")
-    flags.DEFINE_float("poll_seconds", 2.0, "How often to look for new versions (0: never).")
-    flags.DEFINE_integer("num_versions", 1, "Serve this many of the newest versions.")
-    flags.DEFINE_bool("warmup", True, "Run each signature once when a version loads.")
-    flags.DEFINE_float("keypoint_margin", validation.DEFAULT_KEYPOINT_MARGIN,
-                       "Pixels a keypoint may lie outside the image.")
-    FLAGS = flags.FLAGS  # noqa: N806 - absl convention
-
-    def run(_):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        server, port = serve(
-            FLAGS.export_dir,
-            FLAGS.model_name,
-            port=FLAGS.port,
-            host=FLAGS.host,
-            max_message_mb=FLAGS.max_message_mb,
-            max_batch=FLAGS.max_batch,
-            workers=FLAGS.workers,
-            poll_seconds=FLAGS.poll_seconds,
-            num_versions=FLAGS.num_versions,
-            warmup=FLAGS.warmup,
-            keypoint_margin=FLAGS.keypoint_margin,
-        )
-        print(f"serving {FLAGS.model_name!r} from {FLAGS.export_dir} on {FLAGS.host}:{port}", flush=True)
-        try:
-            server.wait_for_termination()
-        except KeyboardInterrupt:
-            server.stop(grace=2.0)
-
-    app.run(run, argv)
+    Args:
+      argv: the parsed arguments (from :func:`parse`, under ``app.run``), or the
+        command-line arguments without the program name (None: ``sys.argv[1:]``).
+    """
+    args = argv if isinstance(argv, argparse.Namespace) else build_parser().parse_args(argv)
+    server, port = serve(
+        args.export_dir,
+        args.model_name,
+        port=args.port,
+        host=args.host,
+        max_message_mb=args.max_message_mb,
+        max_batch=args.max_batch,
+        workers=args.workers,
+        poll_seconds=args.poll_seconds,
+        num_versions=args.num_versions,
+        warmup=args.warmup,
+        keypoint_margin=args.keypoint_margin,
+    )
+    print(f"serving {args.model_name!r} from {args.export_dir} on {args.host}:{port}", flush=True)
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(grace=2.0)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=parse)
