@@ -10,6 +10,7 @@ trains the human parser for custom photos on its own (not part of Algorithm 1:
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from spt_tf import evaluation
 from spt_tf.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/spt.py:synthetic", "Config file (and argument).",
@@ -26,7 +27,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
     try:
-        summaries = loop.run(config, FLAGS.workdir, FLAGS.stage)
+        summaries = loop.run(config, FLAGS.workdir, FLAGS.stage, validators=evaluation.stage_validators())
     except loop.Interrupted as e:
         # Preemption is not a failure: the checkpoint is written, a rerun resumes.
         logging.warning("%s; rerun the same command to resume", e)

@@ -72,8 +72,8 @@ def _sample_rss(path: str, stop, every: float = 5.0) -> None:
 
 def _prepare(work, height, width, batch, identities, poses, model):
     """Synthetic data (test pairs) and a random-weight SavedModel, made once per size."""
+    from spt_tf import networks
     from spt_tf.data import synthetic
-    from spt_tf.evaluation import evaluator
     from spt_tf.export import module
 
     root = os.path.join(work, f"data_{height}x{width}_{identities}x{poses}")
@@ -84,8 +84,8 @@ def _prepare(work, height, width, batch, identities, poses, model):
         synthetic.generate(root, identities, poses, height, width, seed=0, test_fraction=0.5)
     if not os.path.isdir(export):
         c = _config(root, height, width, batch, model=model)
-        hs, ha, _ = evaluator._build_generators_and_detector(c)
-        module.save_atomically(module.SPTExportModule(hs, ha, c), export)
+        nets = networks.Networks(c, ("hs", "ha"))
+        module.save_atomically(module.SPTExportModule(nets.hs, nets.ha, c), export)
     return root, export
 
 

@@ -82,7 +82,7 @@ def texture_check(config, workdir: str, ablation: str) -> dict:
     ids = os.path.join(config.data.root, config.data.identities)
     with open(ids) as f:
         textures = {r["name"]: (r["upper_texture"], r["lower_texture"]) for r in csv.DictReader(f)}
-    gen = evaluator.CheckpointGenerator(config, workdir)
+    gen = evaluator.checkpoint_generator(config, workdir)
     gt = ablation == "ts_gt"
     model, paint, pairs = [], [], 0
     for batch in pipeline.test_dataset(config, max_pairs=int(config.eval.max_pairs)):

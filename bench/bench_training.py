@@ -73,6 +73,7 @@ def child_stage(spec):
             tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * reps
         )
     from configs import base
+    from spt_tf import networks
     from spt_tf.training import loop
 
     h, w = spec["size"]
@@ -92,7 +93,7 @@ def child_stage(spec):
     wd = tempfile.mkdtemp()
     strategy = __import__("spt_tf.training.strategy", fromlist=["x"]).build_strategy(c)
     with strategy.scope():
-        nets = loop.Networks(c)
+        nets = networks.Networks(c)
     setattr(c.train, f"{stage}_steps", warm)
     t0 = time.time()
     loop.train_stage(c, wd, stage, strategy=strategy, nets=nets)
@@ -111,9 +112,8 @@ def child_ha_step(spec):
     import tensorflow as tf
 
     from configs import base
-    from spt_tf import geometry
+    from spt_tf import composite, geometry
     from spt_tf.models import build_appearance_generator
-    from spt_tf.training import stages
 
     h, w = spec["size"]
     c = base.get_config()
@@ -132,9 +132,9 @@ def child_ha_step(spec):
 
     def grads():
         with tf.GradientTape() as tape:
-            fake = ha(stages.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
+            fake = ha(composite.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
                                        cond["part_masks"]), training=True)  # fmt: skip
-            cyc = ha(stages.ha_inputs(fake, par, back["source_pose"], par, back["target_pose"], back["transforms"],
+            cyc = ha(composite.ha_inputs(fake, par, back["source_pose"], par, back["target_pose"], back["transforms"],
                                       back["part_masks"]), training=True)  # fmt: skip
             loss = tf.reduce_mean(tf.abs(cyc - img))
         return tape.gradient(loss, ha.trainable_variables), loss
@@ -147,7 +147,7 @@ def child_ha_step(spec):
         opt.apply_gradients(zip(g, ha.trainable_variables))
         return loss
 
-    ha(stages.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
+    ha(composite.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
                         cond["part_masks"]))  # fmt: skip
     opt.build(ha.trainable_variables)
     t0 = time.time()

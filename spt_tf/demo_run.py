@@ -111,13 +111,14 @@ def run(workdir: str) -> dict:
     summary: dict = {}
     summary["data"], summary["pseudo_pairs"], figure = prepare_data(config, DEMO_IDENTITIES, DEMO_POSES)
 
+    from spt_tf import evaluation
     from spt_tf.training import loop
 
     train_dir = os.path.join(workdir, "train")
-    summary["stages"] = loop.run(config, train_dir, "all")
+    summary["stages"] = loop.run(config, train_dir, "all", validators=evaluation.stage_validators())
     # The human parser (trained on the real images) judges whether the generated
     # images are people: the evaluator's "parser mIoU" column.
-    summary["stages"] += loop.run(config, train_dir, loop.PARSER_STAGE)
+    summary["stages"] += loop.run(config, train_dir, loop.PARSER_STAGE, validators=evaluation.stage_validators())
 
     from spt_tf.export import module as export_module
 

@@ -83,6 +83,7 @@ def _trained_info(tmp_path_factory):
         if done.exists():
             info = json.loads(done.read_text())
         else:
+            from spt_tf import evaluation
             from spt_tf.data import formats, synthetic
             from spt_tf.export import module
             from spt_tf.training import loop
@@ -95,7 +96,7 @@ def _trained_info(tmp_path_factory):
                                 [(a, names[(i + 2) % len(names)]) for i, a in enumerate(names)])  # fmt: skip
             config.data.root = data
             workdir = str(root / "workdir")
-            loop.run(config, workdir, "all")
+            loop.run(config, workdir, "all", validators=evaluation.stage_validators())
             export = module.export(config, workdir, str(root / "export"))
             info = {"data": data, "workdir": workdir, "export": export}
             done.write_text(json.dumps(info))

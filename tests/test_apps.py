@@ -297,33 +297,33 @@ def test_figures_draw_panels():
 
 @functools.lru_cache(maxsize=None)
 def _saved_model(path):
-    from spt_tf.apps import backend
+    from spt_tf import predictor
 
-    return backend.from_saved_model(path)
+    return predictor.from_saved_model(path)
 
 
 @functools.lru_cache(maxsize=None)
 def _workdir(path):
-    from spt_tf.apps import backend
+    from spt_tf import predictor
 
-    return backend.from_workdir(path)  # the run's WORKDIR/config.json
+    return predictor.from_workdir(path)  # the run's WORKDIR/config.json
 
 
 @pytest.fixture(autouse=True)
 def _load_each_model_once(monkeypatch):
     """The CLI loads its model on every call; the tests share one load per model (runtime)."""
-    from spt_tf.apps import backend
+    from spt_tf import predictor
 
-    real = backend.load
+    real = predictor.load
 
     def load(model=None, workdir=None, config=None):
         if config is not None or bool(model) == bool(workdir):
             return real(model, workdir, config)
         if model:
-            return _saved_model(backend.resolve_saved_model(model))
+            return _saved_model(predictor.resolve_saved_model(model))
         return _workdir(workdir)
 
-    monkeypatch.setattr(backend, "load", load)
+    monkeypatch.setattr(predictor, "load", load)
 
 
 def _args(*argv):
@@ -386,8 +386,8 @@ def test_workdir_and_saved_model_give_the_same_result(trained):
 
 
 def test_lip_parsing_through_the_app_and_detection(trained, tmp_path):
+    from spt_tf import predictor
     from spt_tf.apps import __main__ as cli
-    from spt_tf.apps import backend
 
     csv, people = _test_files(trained["data"])
     (img_a, par_a, _), (_, _, name_b) = people[0], people[2]
@@ -413,7 +413,7 @@ def test_lip_parsing_through_the_app_and_detection(trained, tmp_path):
     np.testing.assert_array_equal(commands.detect_keypoints(be, photo, threshold=1.01), -1)  # no peak
     with pytest.raises(kpl.KeypointError, match="no person found"):
         commands.read_keypoints(commands.KeypointSource(detect=True, detect_threshold=1.01), photo, "src", be)
-    with pytest.raises(backend.ModelError, match="only a training workdir"):
+    with pytest.raises(predictor.ModelError, match="only a training workdir"):
         _saved_model(trained["export"]).detect_heatmaps(np.zeros((1, 32, 16, 3), np.uint8))
     # The CLI with P for both people (no CSV, no JSON).
     res = cli.run(_args("pose-transfer", "--workdir", trained["workdir"], "--detect", "--detect_threshold", "0",
@@ -518,13 +518,13 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
 
 def test_model_resolution_errors(trained, tmp_path):
     from configs import testing
-    from spt_tf.apps import backend
+    from spt_tf import predictor
 
-    assert backend.resolve_saved_model(os.path.dirname(trained["export"])) == trained["export"]
-    with pytest.raises(backend.ModelError, match="no saved_model.pb"):
-        backend.resolve_saved_model(str(tmp_path))
-    with pytest.raises(backend.ModelError, match="exactly one of --model"):
-        backend.load(trained["export"], trained["workdir"])
-    with pytest.raises(backend.ModelError, match="no checkpoint of stage"):
+    assert predictor.resolve_saved_model(os.path.dirname(trained["export"])) == trained["export"]
+    with pytest.raises(predictor.ModelError, match="no saved_model.pb"):
+        predictor.resolve_saved_model(str(tmp_path))
+    with pytest.raises(predictor.ModelError, match="exactly one of --model"):
+        predictor.load(trained["export"], trained["workdir"])
+    with pytest.raises(predictor.ModelError, match="no checkpoint of stage"):
         os.makedirs(tmp_path / "empty_wd")
-        backend.from_workdir(str(tmp_path / "empty_wd"), testing.__file__)
+        predictor.from_workdir(str(tmp_path / "empty_wd"), testing.__file__)

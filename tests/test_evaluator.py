@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
+from spt_tf import evaluation
 from spt_tf.data import pipeline
 from spt_tf.evaluation import evaluator, metrics
 from spt_tf.evaluation import inception as inception_lib
@@ -241,13 +242,13 @@ def test_checkpoint_matches_saved_model(ckpt_eval, sm_eval):
 
 def test_incomplete_checkpoint_is_refused(trained, tmp_path):
     """A checkpoint without H_A / P (here: only H_S saved) is an error, not random networks."""
-    from spt_tf.training.loop import variables_by_path
+    from spt_tf import networks
 
-    hs, _, _ = evaluator._build_generators_and_detector(trained["config"])
-    root = tf.train.Checkpoint(hs=variables_by_path(hs))
-    path = tf.train.CheckpointManager(root, str(tmp_path / "partial"), 1).save()
+    hs = networks.build(trained["config"], "hs")
+    root = tf.train.Checkpoint(hs=networks.variables_by_path(hs))
+    path = tf.train.CheckpointManager(root, str(tmp_path / "partial" / "appearance"), 1).save()
     with pytest.raises(evaluator.IncompleteCheckpointError, match="lacks weights"):
-        evaluator.CheckpointGenerator(trained["config"], None, path)
+        evaluator.checkpoint_generator(trained["config"], None, path)
 
 
 def test_model_row_against_saved_model_outputs(sm_eval, trained):
@@ -301,7 +302,7 @@ def test_rejects_bad_arguments(trained, tmp_path):
             config, trained["workdir"], str(tmp_path), max_pairs=1, allow_random_weights=True
         )
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
-        evaluator.resolve_saved_model(str(tmp_path))
+        evaluator.saved_model_generator(config, str(tmp_path))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -415,7 +416,7 @@ def test_parser_miou_and_real_target_ceiling(trained, tmp_path):
     config = trained["config"]
     workdir = str(tmp_path / "workdir")
     shutil.copytree(trained["workdir"], workdir)
-    loop.train_stage(config, workdir, "parser")
+    loop.train_stage(config, workdir, "parser", validators=evaluation.stage_validators())
     results = evaluator.run(config, workdir, str(tmp_path / "eval"), max_pairs=MAX_PAIRS, skip_inception=True)
     rows = results["rows"]
     for name in ("model", "paint_predicted_parsing", "paint_true_parsing", "copy_source_image", "real_target"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spt_tf import networks, versions
 from spt_tf.export import module
-from spt_tf.training import loop
 
 
 def _inputs(config, batch, seed=0):
@@ -26,8 +26,8 @@ def _inputs(config, batch, seed=0):
 @pytest.fixture
 def restored(trained):
     config = trained["config"]
-    nets = loop.Networks(config)
-    loop.restore_networks(nets, module.latest_generator_checkpoint(trained["workdir"]), ("hs", "ha"))
+    nets = networks.Networks(config)
+    networks.restore(nets, networks.latest_generator_checkpoint(trained["workdir"]), ("hs", "ha"))
     return config, module.SPTExportModule(nets.hs, nets.ha, config), tf.saved_model.load(trained["export"])
 
 
@@ -79,10 +79,10 @@ def test_saved_model_cli_lists_signatures(trained):
 
 def test_versions_are_numbered_and_atomic(trained, tmp_path):
     config = trained["config"]
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     base = str(tmp_path / "exports")
     os.makedirs(os.path.join(base, "3"))
-    assert module.next_version(base) == 4
+    assert versions.next_version(base) == 4
     path = module.export(config, trained["workdir"], base, networks=nets)
     assert path.endswith(os.sep + "4")
     assert sorted(os.listdir(base)) == ["3", "4"]  # no temporary directory left

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from configs import testing
-from spt_tf import labels, losses, models
+from spt_tf import evaluation, labels, losses, models, networks
 from spt_tf.data import formats, pipeline
 from spt_tf.evaluation import human_parser as parser_eval
 from spt_tf.models import generators
@@ -132,8 +132,8 @@ def test_parser_is_its_own_stage_not_part_of_all():
     for ablation in ("e2e", "ts_pred", "ts_gt", "baseline"):
         c.train.ablation = ablation
         assert "parser" not in loop.stages_for(c, "all")
-    with pytest.raises(TypeError, match="ParserNetworks"):
-        loop.train_stage(c, "/nonexistent", "parser", nets=loop.Networks(c))
+    with pytest.raises(TypeError, match="trains the networks"):
+        loop.train_stage(c, "/nonexistent", "parser", nets=networks.Networks(c))
 
 
 def test_train_py_parser_stage_checkpoints_every_weight_and_resumes(tiny_config, tiny_data, tmp_path):
@@ -166,11 +166,11 @@ def test_train_py_parser_stage_checkpoints_every_weight_and_resumes(tiny_config,
     keys = set(reader.get_variable_to_shape_map())
     assert not [k for k in keys if k.split("/")[0] in ("hs", "ha", "ds", "da", "dface", "pose_detector")]
     assert [k for k in keys if k.startswith("g_optimizer/")], "optimizer state must be checkpointed"
-    nets = loop.ParserNetworks(tiny_config)
-    weights = loop.variables_by_path(nets.parser)
+    nets = networks.Networks(tiny_config, ("parser",))
+    weights = networks.variables_by_path(nets.parser)
     assert len([k for k in keys if k.startswith("parser/")]) == len(weights) == len(nets.parser.weights)
     before = nets.parser(tf.zeros([1, 32, 16, 3])).numpy()
-    loop.restore_networks(nets, path, ("parser",))
+    networks.restore(nets, path, ("parser",))
     for key, var in weights.items():
         ckpt_key = f"parser/{key.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
         np.testing.assert_array_equal(var.numpy(), reader.get_tensor(ckpt_key))
@@ -178,7 +178,7 @@ def test_train_py_parser_stage_checkpoints_every_weight_and_resumes(tiny_config,
 
     # A restart resumes at the saved step.
     tiny_config.train.parser_steps = 3
-    resumed = loop.train_stage(tiny_config, wd, "parser")
+    resumed = loop.train_stage(tiny_config, wd, "parser", validators=evaluation.stage_validators())
     assert resumed["start_step"] == 2 and resumed["final_step"] == 3
     assert tf.train.latest_checkpoint(os.path.join(wd, "parser")).endswith("ckpt-3")
 
@@ -222,14 +222,14 @@ def test_a_few_dozen_steps_learn_to_parse(tiny_config, tmp_path):
     c.train.log_every = 1000
     c.train.image_every = 1000
     keras.utils.set_random_seed(0)
-    nets = loop.ParserNetworks(c)
+    nets = networks.Networks(c, ("parser",))
     batch = next(iter(pipeline.parsing_dataset(c, "test", batch_size=64, training=False)))  # every test image
 
     def test_ce():
         return float(tf.reduce_mean(losses.parser_loss(batch["parsing"], nets.parser(batch["image"]))))
 
     ce0 = test_ce()
-    summary = loop.train_stage(c, str(tmp_path), "parser", nets=nets)
+    summary = loop.train_stage(c, str(tmp_path), "parser", nets=nets, validators=evaluation.stage_validators())
     assert summary["final_step"] == 60
     # On unseen people (4 test people, 12 training images) the cross entropy halves
     # (ratios 0.45..0.51 over 5 seeds); the pixel accuracy there barely moves yet.
@@ -256,7 +256,7 @@ def parser_workdir(tmp_path_factory, _trained_info):
     shutil.copytree(_trained_info["workdir"], wd)
     config = testing.get_config()
     config.data.root = _trained_info["data"]
-    loop.train_stage(config, wd, "parser")
+    loop.train_stage(config, wd, "parser", validators=evaluation.stage_validators())
     return wd
 
 
@@ -277,8 +277,9 @@ def _people(data):
 def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
     import cv2
 
+    from spt_tf import predictor
     from spt_tf.apps import __main__ as cli
-    from spt_tf.apps import backend, commands, resize
+    from spt_tf.apps import commands, resize
 
     csv, people = _people(trained["data"])
     (img_a, _, _), (img_b, _, name_b) = people[0], people[1]
@@ -291,7 +292,7 @@ def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
     assert os.path.isfile(res["paths"]["predicted_parsing_color"]) and os.path.isfile(res["paths"]["figure"])
     assert res["image"].shape == formats.read_image(img_b).shape
     # The prediction is the parser's argmax on the letterboxed photo, undone to the photo's size.
-    parser = backend.load_parser(parser_workdir)
+    parser = predictor.load_parser(parser_workdir)
     assert parser.size == (32, 16)
     lb = resize.fit(photo.shape[:2], parser.size)
     net_labels = parser.parse_labels(lb.image(photo)[None])[0]
@@ -333,8 +334,8 @@ def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
 
 
 def test_parse_errors_name_the_checkpoint_and_the_command(trained, tmp_path, capsys):
+    from spt_tf import predictor
     from spt_tf.apps import __main__ as cli
-    from spt_tf.apps import backend
 
     csv, people = _people(trained["data"])
     base = ["edit", "--image", people[0][0], "--keypoints_csv", csv, "--sleeves", "none", "--out", str(tmp_path)]
@@ -346,8 +347,8 @@ def test_parse_errors_name_the_checkpoint_and_the_command(trained, tmp_path, cap
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert f"{os.path.join(wd, 'parser')}: no human parser checkpoint" in err
     assert f"python train.py --config=configs/spt.py:testing --workdir={wd} --stage=parser" in err
-    with pytest.raises(backend.ModelError, match="no human parser checkpoint"):
-        backend.load_parser(wd)
+    with pytest.raises(predictor.ModelError, match="no human parser checkpoint"):
+        predictor.load_parser(wd)
     with pytest.raises(SystemExit):
         cli.main(_args(*base, "--model", trained["export"], "--parse"))
     err = capsys.readouterr().err

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spt_tf import geometry, losses
+from spt_tf import composite, evaluation, geometry, losses, networks
 from spt_tf.data import pipeline
-from spt_tf.training import loop
+from spt_tf.training import loop, stage_specs
 
 
 def _recipe_config(tiny_config):
@@ -40,16 +40,16 @@ def test_recipe_fields_are_what_the_demo_runs():
 def test_identity_term_enters_with_its_weight_and_region(tiny_config):
     config = _recipe_config(tiny_config)
     config.loss.lambda_identity = 0.0
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     assert nets.vgg is None  # statistics features: no VGG is built
     batch = next(iter(pipeline.train_dataset(config)))
-    stage = loop._stage_model("appearance", nets, config, 2, xla=False)
+    stage = stage_specs.get("appearance").model(nets, config, 2, xla=False)
     g0, _, v0 = stage.compute_losses(batch)
     assert float(v0["ha_identity"]) == 0.0
     stage.w["identity"] = 3.0
     g1, _, v1 = stage.compute_losses(batch)
     src = geometry.one_hot_parsing(batch["parsing"], 10)
-    same = stage.ha(loop.stages_lib.ha_inputs(
+    same = stage.ha(composite.ha_inputs(
         batch["image"], src, batch["source_pose"], src, batch["source_pose"],
         geometry.part_transforms(batch["keypoints"], batch["keypoints"]),
         geometry.part_masks(batch["keypoints"], 32, 16)), training=True)  # fmt: skip
@@ -64,16 +64,16 @@ def test_identity_term_enters_with_its_weight_and_region(tiny_config):
     assert person < expected
     config.loss.identity_region = "face"
     with pytest.raises(ValueError, match="identity_region"):
-        loop._stage_model("appearance", nets, config, 2, xla=False)
+        stage_specs.get("appearance").model(nets, config, 2, xla=False)
 
 
 def test_joint_stage_keeps_the_pseudo_label_cross_entropy(tiny_config):
     config = _recipe_config(tiny_config)
-    nets = loop.Networks(config)
-    assert loop._stage_model("appearance", nets, config, 2, xla=False).w["semantic"] == 0.0
-    joint = loop._stage_model("joint", nets, config, 2, xla=False)
+    nets = networks.Networks(config)
+    assert stage_specs.get("appearance").model(nets, config, 2, xla=False).w["semantic"] == 0.0
+    joint = stage_specs.get("joint").model(nets, config, 2, xla=False)
     assert joint.w["semantic"] == config.loss.joint_semantic_weight * config.loss.lambda_ce > 0
-    batch = next(iter(loop._dataset_fn("joint", config)(None)))
+    batch = next(iter(stage_specs.get("joint").dataset(config, None)))
     assert "target_parsing" in batch  # the joint stage reads pseudo pairs
     _, _, values = joint.compute_losses(batch)
     tgt = joint.generate(batch, training=True)["target_parsing"]
@@ -93,26 +93,29 @@ def test_joint_stage_keeps_the_pseudo_label_cross_entropy(tiny_config):
 def test_semantic_stage_and_joint_hs_have_their_own_learning_rates(tiny_config):
     config = _recipe_config(tiny_config)
     config.train.joint_semantic_learning_rate = 3e-5
-    rate = lambda stage: float(loop._optimizer(config, "float32", stage).learning_rate.numpy())  # noqa: E731
+    def rate(stage, which="g_optimizer"):
+        return float(stage_specs.get(stage).optimizers(config, "float32")[which].learning_rate.numpy())
+
     assert rate("semantic") == pytest.approx(2e-4)
     assert rate("appearance") == rate("joint") == pytest.approx(1e-3)
-    assert rate("joint_semantic") == pytest.approx(3e-5)
+    assert rate("joint", "h_optimizer") == pytest.approx(3e-5)
+    assert stage_specs.get("appearance").optimizers(config, "float32")["h_optimizer"] is None
 
 
 def test_joint_stage_updates_hs_with_its_own_optimizer(tiny_config):
     config = _recipe_config(tiny_config)
-    nets = loop.Networks(config)
-    joint = loop._stage_model("joint", nets, config, 2, xla=False)
+    nets = networks.Networks(config)
+    joint = stage_specs.get("joint").model(nets, config, 2, xla=False)
     ha_ids = {id(v) for v in nets.ha.trainable_variables}
     assert {id(v) for v in joint.g_variables()} == ha_ids
     assert {id(v) for v in joint.h_variables()} == {id(v) for v in nets.hs.trainable_variables}
-    assert loop._stage_model("appearance", nets, config, 2, xla=False).h_variables() == []
+    assert stage_specs.get("appearance").model(nets, config, 2, xla=False).h_variables() == []
     with pytest.raises(ValueError, match="h_optimizer"):
         joint.compile(g_optimizer=tf.keras.optimizers.Adam(), d_optimizer=tf.keras.optimizers.Adam())
     g_opt, h_opt = tf.keras.optimizers.Adam(1e-3), tf.keras.optimizers.SGD(0.0)
     joint.compile(g_optimizer=g_opt, d_optimizer=tf.keras.optimizers.Adam(), h_optimizer=h_opt)
     joint.build_optimizers()
-    batch = next(iter(loop._dataset_fn("joint", config)(None)))
+    batch = next(iter(stage_specs.get("joint").dataset(config, None)))
     hs_before = [v.numpy() for v in nets.hs.trainable_variables]
     ha_before = [v.numpy() for v in nets.ha.trainable_variables]
     joint.train_step({k: v for k, v in batch.items() if v.dtype != tf.string})
@@ -127,7 +130,7 @@ def test_the_recipe_runs_every_stage_two_steps_and_exports(tiny_config, tmp_path
 
     config = _recipe_config(tiny_config)
     wd = str(tmp_path / "w")
-    summaries = loop.run(config, wd, "all")
+    summaries = loop.run(config, wd, "all", validators=evaluation.stage_validators())
     assert [s["stage"] for s in summaries] == ["pose_detector", "semantic", "appearance", "joint"]
     assert all(s["status"] == "done" for s in summaries)
     for s in summaries[2:]:

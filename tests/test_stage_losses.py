@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spt_tf import geometry, losses
+from spt_tf import geometry, losses, networks
+from spt_tf.composite import hard
 from spt_tf.data import pipeline
-from spt_tf.training import loop
-from spt_tf.training.stages import hard
+from spt_tf.training import stage_specs
 
 
 def _mean(x, gb=2):
@@ -23,9 +23,9 @@ def test_appearance_total_is_the_sum_of_the_tested_losses(tiny_config, features)
     config.loss.lambda_identity = 2.0
     config.loss.lambda_pose = 0.5
     config.loss.lambda_face = 1.0
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     assert nets.dface is not None  # the testing config has the face loss on
-    stage = loop._stage_model("appearance", nets, config, 2, xla=False)
+    stage = stage_specs.get("appearance").model(nets, config, 2, xla=False)
     batch = dict(next(iter(pipeline.train_dataset(config))))
     # No head in the first example's target pose: its target face crop is invalid while
     # its source face is valid, so each crop must count by its own validity.

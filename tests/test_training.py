@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spt_tf.training import loop, stages
+from spt_tf import evaluation, networks
+from spt_tf.training import loop, stage_specs, stages
 from spt_tf.training import strategy as strategy_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +64,7 @@ def test_restart_resumes_at_saved_step(trained, tmp_path):
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(ckpt_dir))
     opt_keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("g_optimizer")]
     assert opt_keys, "optimizer state must be checkpointed"
-    summary = loop.train_stage(config, wd, "pose_detector")
+    summary = loop.train_stage(config, wd, "pose_detector", validators=evaluation.stage_validators())
     assert summary["start_step"] == 2 and summary["final_step"] == 3
     assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-3")
 
@@ -91,7 +92,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path, monkey
     config.train.pose_detector_steps = 5
     monkeypatch.setattr(losses, "pose_detector_loss", lambda p, t: tf.reduce_mean(p, [1, 2, 3]) * np.nan)
     with pytest.raises(loop.NonFiniteLossError, match=r"pose_detector is nan at step 3"):
-        loop.train_stage(config, wd, "pose_detector")
+        loop.train_stage(config, wd, "pose_detector", validators=evaluation.stage_validators())
     assert tf.train.latest_checkpoint(os.path.join(wd, "pose_detector")).endswith("ckpt-2")
 
 
@@ -101,7 +102,7 @@ def test_mirrored_two_replicas_stay_in_sync(trained, tmp_path):
     strategy = strategy_lib.build_strategy(config)
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
-        nets = loop.Networks(config)
+        nets = networks.Networks(config)
     config.train.semantic_steps = 2
     summary = loop.train_stage(config, str(tmp_path), "semantic", strategy=strategy, nets=nets)
     assert summary["final_step"] == 2
@@ -116,7 +117,7 @@ def test_xla_gradients_match_graph_mode(trained):
     from spt_tf.data import pipeline
 
     batch = next(iter(pipeline.train_dataset(config, pseudo_pairs=True)))
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     grads = {}
     for xla in (False, True):
         model = stages.SemanticStage(nets.hs, nets.ds, config, config.train.batch_size, xla=xla)
@@ -203,7 +204,7 @@ def test_progressive_phases_train_the_right_variables(trained, tmp_path):
     config.data.height, config.data.width = 32, 32
     config.train.fade_steps = 4
     assert loop.stages_for(config, "all")[-2:] == loop.PROGRESSIVE_STAGES
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     wd = str(tmp_path)
     loop.train_stage(config, wd, "appearance", nets=nets)
     assert float(nets.ha.alpha.numpy()) == 0.0
@@ -229,14 +230,14 @@ def test_checkpoints_hold_every_weight_and_restore_exactly(trained):
     config = trained["config"]
     path = tf.train.latest_checkpoint(os.path.join(trained["workdir"], "joint"))
     keys = set(tf.train.load_checkpoint(path).get_variable_to_shape_map())
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     for name, model in nets.models().items():
         saved = [k for k in keys if k.startswith(f"{name}/")]
         assert len(saved) == len(model.weights), (name, len(saved), len(model.weights))
-    loop.restore_networks(nets, path, tuple(nets.models()))
+    networks.restore(nets, path, tuple(nets.models()))
     reader = tf.train.load_checkpoint(path)
     for name, model in nets.models().items():
-        for key, var in loop.variables_by_path(model).items():
+        for key, var in networks.variables_by_path(model).items():
             ckpt_key = f"{name}/{key.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
             np.testing.assert_array_equal(var.numpy(), reader.get_tensor(ckpt_key))
 
@@ -248,9 +249,9 @@ def test_cycle_l1_term_enters_the_appearance_loss_with_its_weight(tiny_config):
 
     config = tiny_config
     config.train.batch_size = 2
-    nets = loop.Networks(config)
+    nets = networks.Networks(config)
     batch = next(iter(pipeline.train_dataset(config)))
-    stage = loop._stage_model("appearance", nets, config, 2, xla=False)
+    stage = stage_specs.get("appearance").model(nets, config, 2, xla=False)
     assert stage.w["cycle"] == config.loss.lambda_cycle == 0.0
     g0, _, v0 = stage.compute_losses(batch)
     stage.w["cycle"] = 2.5

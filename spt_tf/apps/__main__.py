@@ -104,46 +104,46 @@ def _source(args, prefix: str):
 
 def _parser(args, be):
     """The human parser for --parse: --parser_workdir's, else the --workdir backend's."""
-    from spt_tf.apps import backend as backend_lib
+    from spt_tf import predictor as predictor_lib
 
     if args.parser_workdir and not args.parse:
-        raise backend_lib.ModelError("--parser_workdir goes with --parse (predict the parsing with its parser)")
+        raise predictor_lib.ModelError("--parser_workdir goes with --parse (predict the parsing with its parser)")
     if not args.parse:
         return None
     if args.parser_workdir:
         # The --workdir's own config when both name the same run; else the parser's config.json.
         same = args.workdir and os.path.abspath(args.workdir) == os.path.abspath(args.parser_workdir)
-        return backend_lib.load_parser(args.parser_workdir, args.config if same else None)
+        return predictor_lib.load_parser(args.parser_workdir, args.config if same else None)
     return be.parser  # a SavedModel (or a workdir without parser) says how to get one
 
 
 def run(args) -> dict:
     """Runs a parsed command; returns the command's result dict (``paths`` also holds
     the predicted parsing maps with --parse)."""
-    from spt_tf.apps import backend as backend_lib
+    from spt_tf import predictor as predictor_lib
     from spt_tf.apps import commands
 
     if bool(args.model) == bool(args.workdir):
-        raise backend_lib.ModelError("give exactly one of --model (SavedModel) and --workdir (checkpoints)")
+        raise predictor_lib.ModelError("give exactly one of --model (SavedModel) and --workdir (checkpoints)")
     # Inputs are read before the (slow) model load so that bad files fail at once; only the
     # pose detector and the human parser need the model first.
     need_model = args.detect or (args.parse and not args.parser_workdir)
-    be = backend_lib.load(args.model, args.workdir, args.config) if need_model else None
+    be = predictor_lib.load(args.model, args.workdir, args.config) if need_model else None
     parser = _parser(args, be)
     source = commands.load_person(args.image, _source(args, ""), args.parsing, args.lip_parsing, backend=be,
                                   parser=parser)  # fmt: skip
     if args.command == "edit":
         edited = commands.edit_parsing(source, args.sleeves, args.lower, args.labels, args.image)
-        be = be or backend_lib.load(args.model, args.workdir, args.config)
+        be = be or predictor_lib.load(args.model, args.workdir, args.config)
         result = commands.edit(be, source, args.out, args.sleeves, args.lower, args.labels, edited_parsing=edited)
         result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source}))
         return result
     if args.command == "texture-transfer":
         if not args.target_image:
-            raise backend_lib.ModelError("texture-transfer: --target_image (person B) is required")
+            raise predictor_lib.ModelError("texture-transfer: --target_image (person B) is required")
         b = commands.load_person(args.target_image, _source(args, "target_"), args.target_parsing,
                                  args.target_lip_parsing, backend=be, role="person B", parser=parser)  # fmt: skip
-        be = be or backend_lib.load(args.model, args.workdir, args.config)
+        be = be or predictor_lib.load(args.model, args.workdir, args.config)
         result = commands.texture_transfer(be, source, b, args.out)
         result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source,
                                                                             "target_predicted_parsing": b}))
@@ -162,7 +162,7 @@ def run(args) -> dict:
     frame = target_image if target_image is not None else source.image
     label = args.target_image or tsrc.describe()
     tgt = commands.read_keypoints(tsrc, frame, f"target pose {os.path.basename(label)}", be)
-    be = be or backend_lib.load(args.model, args.workdir, args.config)
+    be = be or predictor_lib.load(args.model, args.workdir, args.config)
     result = commands.pose_transfer(be, source, tgt, args.out, target_image=target_image,
                                     target_shape=frame.shape[:2], target_label=os.path.basename(label))  # fmt: skip
     result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source}))
@@ -170,10 +170,11 @@ def run(args) -> dict:
 
 
 def _errors():
-    from spt_tf.apps import backend, keypoints, parsing
+    from spt_tf import predictor
+    from spt_tf.apps import keypoints, parsing
     from spt_tf.data import formats
 
-    return (formats.FormatError, keypoints.KeypointError, parsing.EditError, backend.ModelError)
+    return (formats.FormatError, keypoints.KeypointError, parsing.EditError, predictor.ModelError)
 
 
 def main(args) -> None:

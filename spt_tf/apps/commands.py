@@ -2,7 +2,7 @@
 
 Each command takes people at their photos' sizes (:class:`Person`), letterboxes
 them to the model's resolution (:mod:`spt_tf.apps.resize`), runs one batched
-call of the backend (SavedModel or workdir: :mod:`spt_tf.apps.backend`), undoes
+call of the backend (SavedModel or workdir: :mod:`spt_tf.predictor`), undoes
 the letterbox on the outputs and writes the result images and a side-by-side
 figure to ``out_dir``. Each returns a dict of the output arrays and the paths
 written.
@@ -115,8 +115,8 @@ def predict_parsing(parser, image: np.ndarray) -> np.ndarray:
 
     Args:
       parser: anything with ``size`` and ``parse_labels(u8 [B,H,W,3]) -> u8 [B,H,W]``:
-        a workdir :class:`~spt_tf.apps.backend.Backend` or a
-        :class:`~spt_tf.apps.backend.Parser` (``backend.load_parser``).
+        a workdir :class:`~spt_tf.predictor.Predictor` or a
+        :class:`~spt_tf.predictor.Parser` (``predictor.load_parser``).
       image: uint8 ``[h, w, 3]``.
 
     Returns:
@@ -240,7 +240,7 @@ def pose_transfer(backend, source: Person, target_keypoints: np.ndarray, out_dir
     """Re-poses ``source`` into ``target_keypoints`` (H_S predicts the parsing, H_A renders).
 
     Args:
-      backend: a :class:`spt_tf.apps.backend.Backend`.
+      backend: a :class:`spt_tf.predictor.Predictor`.
       source: the person (with parsing).
       target_keypoints: ``[18, 2]`` ``(y, x)`` in the target frame.
       out_dir: output folder.
@@ -329,7 +329,7 @@ def edit(backend, person: Person, out_dir: str, sleeves: str | None = None, lowe
     original (the reconstruction), both with source pose = target pose.
 
     Args:
-      backend: a :class:`spt_tf.apps.backend.Backend`.
+      backend: a :class:`spt_tf.predictor.Predictor`.
       person: the person (with parsing).
       out_dir: output folder.
       sleeves, lower, labels_path: the edits (:func:`edit_parsing`).

@@ -49,13 +49,12 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from spt_tf import geometry, labels, memory
-from spt_tf import models as spt_models
+from spt_tf import composite, labels, memory, versions
+from spt_tf import predictor as predictor_lib
 from spt_tf.data import formats, pipeline
 from spt_tf.evaluation import inception as inception_lib
 from spt_tf.evaluation import metrics
-from spt_tf.export import module as export_module
-from spt_tf.training import stages as stages_lib
+from spt_tf.networks import IncompleteCheckpointError
 
 ROWS = (
     "model", "paint_predicted_parsing", "paint_true_parsing", "copy_source_image", "copy_source_parsing",
@@ -258,33 +257,72 @@ class _ImageRow:
 # --------------------------------------------------------------------------- generators
 
 
-def _build_generators_and_detector(config):
-    """H_S, H_A, P with their variables (the calls `training.loop.Networks` makes)."""
-    h, w, n = int(config.data.height), int(config.data.width), int(config.model.num_labels)
-    hs = spt_models.build_semantic_generator(config)
-    ha = spt_models.build_appearance_generator(config)
-    pd = spt_models.build_pose_detector(config)
-    kp = tf.fill([1, geometry.NUM_KEYPOINTS, 2], -1.0)
-    cond = geometry.pair_conditioning(kp, kp, h, w)
-    par, img = tf.zeros([1, h, w, n]), tf.zeros([1, h, w, 3])
-    pd(img)
-    hs(
-        stages_lib.hs_inputs(
-            par, cond["source_pose"], cond["source_mask"], cond["target_pose"], cond["target_mask"]
+class Generator:
+    """A :class:`spt_tf.predictor.Predictor` on the evaluator's batches (tensors in, tensors out).
+
+    Attributes:
+      kind: ``"checkpoint"`` or ``"saved_model"``; path: what was loaded.
+      pose_trained: the trained pose detector P is there (a workdir whose
+        pose_detector stage ran); PCKh is computed only then.
+      pose_note: why there is no PCKh, or None.
+    """
+
+    def __init__(self, model: predictor_lib.Predictor, pose_note: str | None = None):
+        self.predictor = model
+        self.kind, self.path = model.kind, model.source
+        self.pose_trained = model.can_detect
+        self.pose_note = pose_note
+
+    def __call__(self, image, parsing, source_kp, target_kp, target_parsing=None) -> dict:
+        args = {"image": np.asarray(image), "parsing": np.asarray(parsing),
+                "source_keypoints": np.asarray(source_kp), "target_keypoints": np.asarray(target_kp)}  # fmt: skip
+        if target_parsing is None:
+            out = self.predictor.pose_transfer(**args)
+        else:
+            out = {"image": self.predictor.render(target_parsing=np.asarray(target_parsing), **args),
+                   "parsing": self.predictor.transform_parsing(args["parsing"], args["source_keypoints"],
+                                                               args["target_keypoints"])}  # fmt: skip
+        return {k: tf.constant(v) for k, v in out.items()}
+
+    def detect(self, images_u8) -> np.ndarray:
+        """P's keypoints [B, 18, 2] on uint8 images."""
+        return heatmaps_to_keypoints(self.predictor.detect_heatmaps(np.asarray(images_u8)))
+
+
+def checkpoint_generator(config, workdir: str | None, checkpoint: str | None = None) -> Generator:
+    """H_S + H_A from a training checkpoint (the workdir's latest, or ``checkpoint``), with P when trained.
+
+    Raises:
+      IncompleteCheckpointError: the checkpoint lacks weights of H_S or H_A.
+    """
+    try:
+        model = predictor_lib.from_workdir(workdir, config, checkpoint)
+    except predictor_lib.ModelError as e:
+        if "cannot restore" in str(e):
+            raise IncompleteCheckpointError(str(e)) from None
+        raise
+    note = None
+    if not model.can_detect:
+        run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(model.source)))
+        note = f"PCKh: no pose_detector checkpoint in {run_dir}: P is untrained, so PCKh is not computed"
+        logging.warning("evaluate: %s", note)
+    return Generator(model, note)
+
+
+def saved_model_generator(config, path: str) -> Generator:
+    """The exported SavedModel (a version directory, or the newest under a base). No pose detector.
+
+    Raises:
+      FileNotFoundError: no SavedModel there; ValueError: its size differs from the config's.
+    """
+    model = predictor_lib.from_saved_model(versions.resolve_saved_model(path))
+    want = (int(config.data.height), int(config.data.width))
+    if model.size != want:
+        raise ValueError(
+            f"{model.source}: SavedModel images are {model.height}x{model.width}, the config's "
+            f"data.height x data.width is {want[0]}x{want[1]}; pass the config it was exported with"
         )
-    )
-    ha(
-        stages_lib.ha_inputs(
-            img,
-            par,
-            cond["source_pose"],
-            par,
-            cond["target_pose"],
-            cond["transforms"],
-            cond["part_masks"],
-        )
-    )
-    return hs, ha, pd
+    return Generator(model, "PCKh: not available with a SavedModel (it holds no pose detector P); evaluate a checkpoint")
 
 
 def restore_human_parser(config, workdir: str):
@@ -294,184 +332,13 @@ def restore_human_parser(config, workdir: str):
       ``(fn, path)``: ``fn`` maps uint8 images [B, H, W, 3] to uint8 labels [B, H, W];
       or ``(None, reason)`` when ``WORKDIR/parser`` holds no checkpoint.
     """
-    from spt_tf.models import human_parser
-    from spt_tf.training.loop import variables_by_path
-
-    ckpt_dir = os.path.join(workdir, "parser")
-    path = tf.train.latest_checkpoint(ckpt_dir)
-    if path is None:
-        return None, (f"parser mIoU: no human parser checkpoint in {ckpt_dir} (train it with "
-                      "`python train.py --stage=parser ...`)")  # fmt: skip
-    h, w = int(config.data.height), int(config.data.width)
-    net = spt_models.build_human_parser(config)
-    net(tf.zeros([1, h, w, 3]))
-    status = tf.train.Checkpoint(parser=variables_by_path(net)).restore(path)
-    status.expect_partial()
     try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise IncompleteCheckpointError(f"{path}: the human parser does not match this config "
-                                        f"({str(e).splitlines()[0]})") from None  # fmt: skip
-    fn = tf.function(lambda x: human_parser.parse_labels(net, tf.cast(x, tf.float32) / 127.5 - 1.0),
-                     reduce_retracing=True, autograph=False)  # fmt: skip
-    logging.info("evaluate: human parser from %s", path)
-    return (lambda images: fn(images).numpy()), path
-
-
-class IncompleteCheckpointError(ValueError):
-    """Some network weights cannot be restored: the network would run with random weights."""
-
-
-def _check_reachable(root: tf.train.Checkpoint, networks: dict) -> None:
-    """Raises unless every weight of ``networks`` is in ``root``'s object graph.
-
-    ``assert_existing_objects_matched`` only speaks for the objects the
-    checkpoint machinery can see; a Keras 3 layer held in a Python list is not
-    one of them (``TrackedList`` is no TF trackable), so its variables would be
-    neither saved nor restored, silently. This makes that loud.
-    """
-    reachable = {id(x) for x in tf.train.TrackableView(root).descendants()}
-    for name, net in networks.items():
-        missing = [w.path for w in net.weights if id(w) not in reachable]
-        if missing:
-            raise IncompleteCheckpointError(
-                f"{name}: {len(missing)} of its {len(net.weights)} variables are invisible to "
-                f"tf.train.Checkpoint (e.g. {missing[:3]}), so no checkpoint can hold or restore them "
-                "and the network would run with random weights; likely layers kept in a Python list "
-                "(Keras 3 TrackedList is not TF-trackable). Evaluate a SavedModel exported from the "
-                "training process instead (--saved_model), or fix the checkpoint tracking"
-            )
-
-
-class CheckpointGenerator:
-    """H_S + H_A (and P) restored from a training checkpoint.
-
-    Generation goes through an in-memory :class:`SPTExportModule`, the code the
-    SavedModel runs, so checkpoint and SavedModel results agree.
-    """
-
-    kind = "checkpoint"
-
-    def __init__(self, config, workdir: str | None, checkpoint: str | None = None):
-        path = checkpoint or export_module.latest_generator_checkpoint(workdir)
-        hs, ha, pd = _build_generators_and_detector(config)
-        from spt_tf.training.loop import variables_by_path
-
-        # Path-keyed variable maps, as training writes them (every weight, lists included).
-        root = tf.train.Checkpoint(
-            hs=variables_by_path(hs), ha=variables_by_path(ha), pose_detector=variables_by_path(pd)
-        )
-        _check_reachable(root, {"H_S": hs, "H_A": ha, "pose detector P": pd})
-        status = root.restore(path)
-        status.expect_partial()
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError as e:  # TF's message lists variable values: keep its first line
-            raise IncompleteCheckpointError(
-                f"{path}: the checkpoint lacks weights of H_S, H_A or P ({str(e).splitlines()[0]}); "
-                "it was written by another config or code version, or holds other networks"
-            ) from None
-        logging.info("evaluate: restored H_S, H_A and P from %s", path)
-        self.path = path
-        self.module = export_module.SPTExportModule(hs, ha, config)
-        self.pose_detector = pd
-        # autograph=False: straight-line code, and AutoGraph cannot parse lambdas' source.
-        self._pose_fn = tf.function(
-            lambda x: pd(x, training=False), reduce_retracing=True, autograph=False
-        )
-        # The stage checkpoints hold P from the pose_detector stage when it ran; else P is random.
-        run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        self.pose_trained = (
-            tf.train.latest_checkpoint(os.path.join(run_dir, "pose_detector")) is not None
-        )
-        self.pose_note = (
-            None
-            if self.pose_trained
-            else (
-                f"PCKh: no pose_detector checkpoint in {run_dir}: P is untrained, PCKh is meaningless"
-            )
-        )
-        if self.pose_note:
-            logging.warning("evaluate: %s", self.pose_note)
-
-    def __call__(self, image, parsing, source_kp, target_kp, target_parsing=None) -> dict:
-        if target_parsing is None:
-            return self.module.serving_default(image, parsing, source_kp, target_kp)
-        out = self.module.render(image, parsing, source_kp, target_kp, target_parsing)
-        out["parsing"] = self.module.transform_parsing(parsing, source_kp, target_kp)["parsing"]
-        return out
-
-    def detect(self, images_u8) -> np.ndarray:
-        """P's keypoints [B, 18, 2] on uint8 images."""
-        x = tf.cast(images_u8, tf.float32) / 127.5 - 1.0
-        return heatmaps_to_keypoints(self._pose_fn(x).numpy())
-
-
-def resolve_saved_model(path: str) -> str:
-    """A SavedModel directory, or the newest numbered version under an export base directory."""
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = sorted(
-        (int(d) for d in os.listdir(path) if re.fullmatch(r"\d+", d)) if os.path.isdir(path) else []
-    )
-    for v in reversed(versions):
-        candidate = os.path.join(path, str(v))
-        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
-            return candidate
-    raise FileNotFoundError(
-        f"--saved_model {path}: no saved_model.pb there nor in a numbered version directory below it"
-    )
-
-
-class SavedModelGenerator:
-    """The exported SavedModel's ``serving_default`` (``render`` for TS-GT). No pose detector."""
-
-    kind = "saved_model"
-    pose_trained = False
-    pose_note = (
-        "PCKh: not available with a SavedModel (it holds no pose detector P); evaluate a checkpoint"
-    )
-
-    def __init__(self, config, path: str):
-        self.path = resolve_saved_model(path)
-        self._loaded = tf.saved_model.load(self.path)
-        sigs = self._loaded.signatures
-        for name in ("serving_default", "render", "transform_parsing"):
-            if name not in sigs:
-                raise ValueError(
-                    f"{self.path}: SavedModel lacks the {name!r} signature (export with spt_tf.export)"
-                )
-        self._serve, self._render, self._parse = (
-            sigs["serving_default"],
-            sigs["render"],
-            sigs["transform_parsing"],
-        )
-        shape = self._serve.structured_input_signature[1]["image"].shape
-        want = [int(config.data.height), int(config.data.width)]
-        if shape[1:3].as_list() != want:
-            raise ValueError(
-                f"{self.path}: SavedModel images are {shape[1]}x{shape[2]}, the config's "
-                f"data.height x data.width is {want[0]}x{want[1]}; pass the config it was exported with"
-            )
-        logging.info("evaluate: SavedModel %s", self.path)
-
-    def __call__(self, image, parsing, source_kp, target_kp, target_parsing=None) -> dict:
-        kw = {
-            "image": image,
-            "parsing": parsing,
-            "source_keypoints": source_kp,
-            "target_keypoints": target_kp,
-        }
-        if target_parsing is None:
-            return self._serve(**kw)
-        out = dict(self._render(target_parsing=target_parsing, **kw))
-        out["parsing"] = self._parse(
-            parsing=parsing, source_keypoints=source_kp, target_keypoints=target_kp
-        )["parsing"]
-        return out
-
-    def detect(self, images_u8):
-        raise NotImplementedError(self.pose_note)
+        parser = predictor_lib.load_parser(workdir, config)
+    except predictor_lib.ModelError as e:
+        if "no human parser checkpoint" in str(e):
+            return None, f"parser mIoU: {e}"
+        raise IncompleteCheckpointError(str(e)) from None
+    return parser.parse_labels, parser.source
 
 
 # --------------------------------------------------------------------------- run
@@ -498,13 +365,6 @@ def _pairs(config, max_pairs: int) -> list[tuple[str, str]]:
         )
     pairs = formats.read_pairs(path)
     return pairs[:max_pairs] if max_pairs else pairs
-
-
-def _to_uint8(images) -> tf.Tensor:
-    """[-1, 1] float -> uint8 (the export's rounding)."""
-    return tf.cast(
-        tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8
-    )
 
 
 def _fid_cache_path(cache_dir, config, split, tag) -> str:
@@ -628,9 +488,9 @@ def run(
     if use_inception:  # a refusal comes before anything is built or written
         inception_lib.check_weights_policy(config.eval.inception_weights, allow_random_weights)
     if saved_model:
-        gen = SavedModelGenerator(config, saved_model)
+        gen = saved_model_generator(config, saved_model)
     else:
-        gen = CheckpointGenerator(config, workdir, checkpoint)
+        gen = checkpoint_generator(config, workdir, checkpoint)
     inc = None
     if use_inception:
         inc = inception_lib.InceptionFeatures(
@@ -644,7 +504,7 @@ def run(
     else:
         parser_note = "parser mIoU: no human parser (give --parser_workdir, a workdir whose parser stage ran)"
     os.makedirs(out_dir, exist_ok=True)
-    with_pose = gen.kind == "checkpoint"
+    with_pose = gen.pose_trained
     ablation = config.train.ablation
     gt_parsing = ablation == "ts_gt"
     parsing_ok = ablation != "baseline"
@@ -702,8 +562,8 @@ def run(
         total=n_pairs, desc="evaluate", unit="pair", dynamic_ncols=True, mininterval=2.0
     ) as bar:
         for batch in ds:
-            src = _to_uint8(batch["image"])
-            real = _to_uint8(batch["target_image"])
+            src = composite.to_uint8(batch["image"])
+            real = composite.to_uint8(batch["target_image"])
             parsing, tpar = batch["parsing"], batch["target_parsing"]
             skp, tkp = batch["keypoints"], batch["target_keypoints"]
             out = gen(src, parsing, skp, tkp, tpar if gt_parsing else None)
@@ -895,7 +755,7 @@ def _results(
         },
         "mask": {"radius": radius, "closing": closing, "keypoints": "target"},
         "pose_detector": {
-            "available": gen.kind == "checkpoint",
+            "available": gen.pose_trained,
             "trained": gen.pose_trained,
             "heatmap_threshold": POSE_THRESHOLD,
             "pckh_threshold": PCKH_THRESHOLD,

@@ -20,28 +20,22 @@ Signatures (batch dynamic; H, W fixed to the model's):
 from __future__ import annotations
 
 import os
-import re
 import shutil
 
 import tensorflow as tf
 from absl import logging
 
-from spt_tf import geometry
-from spt_tf.training import stages as stages_lib
+from spt_tf import composite, geometry, versions
+from spt_tf import networks as networks_lib
 
 SIGNATURES = ("serving_default", "transform_parsing", "render", "serving_bytes", "render_bytes")
 
 
-class SPTExportModule(tf.Module):
-    """H_S and H_A behind raw-data signatures."""
+class SPTExportModule(composite.PoseTransfer):
+    """H_S and H_A behind raw-data signatures (the forward pass is :class:`composite.PoseTransfer`'s)."""
 
     def __init__(self, hs, ha, config, name="spt"):
-        super().__init__(name=name)
-        self.hs, self.ha = hs, ha
-        self.height, self.width = int(config.data.height), int(config.data.width)
-        self.num_labels = int(config.model.num_labels)
-        self.sigma, self.radius = float(config.data.sigma), float(config.data.mask_radius)
-        self.no_parsing = config.train.ablation == "baseline"
+        super().__init__(hs, ha, config, name=name)
         h, w = self.height, self.width
         img = tf.TensorSpec([None, h, w, 3], tf.uint8, name="image")
         par = tf.TensorSpec([None, h, w], tf.uint8, name="parsing")
@@ -51,46 +45,11 @@ class SPTExportModule(tf.Module):
         byt = tf.TensorSpec([None], tf.string, name="image_bytes")
         pbyt = tf.TensorSpec([None], tf.string, name="parsing_bytes")
         tpbyt = tf.TensorSpec([None], tf.string, name="target_parsing_bytes")
-        self.serving_default = tf.function(self._pose_transfer, input_signature=[img, par, src, tgt])
-        self.transform_parsing = tf.function(self._transform_parsing, input_signature=[par, src, tgt])
-        self.render = tf.function(self._render, input_signature=[img, par, src, tgt, tpar])
+        self.serving_default = tf.function(self.pose_transfer, input_signature=[img, par, src, tgt])
+        self.transform_parsing = tf.function(self.transform_parsing, input_signature=[par, src, tgt])
+        self.render = tf.function(self.render, input_signature=[img, par, src, tgt, tpar])
         self.serving_bytes = tf.function(self._pose_transfer_bytes, input_signature=[byt, pbyt, src, tgt])
         self.render_bytes = tf.function(self._render_bytes, input_signature=[byt, pbyt, src, tgt, tpbyt])
-
-    # -- core -------------------------------------------------------------
-    def _cond(self, src_kp, tgt_kp):
-        return geometry.pair_conditioning(src_kp, tgt_kp, self.height, self.width, self.sigma, self.radius)
-
-    def _predict_parsing(self, parsing, cond):
-        s = geometry.one_hot_parsing(parsing, self.num_labels)
-        return self.hs(stages_lib.hs_inputs(s, cond["source_pose"], cond["source_mask"], cond["target_pose"],
-                                             cond["target_mask"]), training=False)  # fmt: skip
-
-    def _generate(self, image, parsing, target_onehot, cond):
-        x = tf.cast(image, tf.float32) / 127.5 - 1.0
-        s = geometry.one_hot_parsing(parsing, self.num_labels)
-        if self.no_parsing:
-            s = tf.zeros_like(s)
-            target_onehot = tf.zeros_like(s)
-        y = self.ha(stages_lib.ha_inputs(x, s, cond["source_pose"], target_onehot, cond["target_pose"],
-                                         cond["transforms"], cond["part_masks"]), training=False)  # fmt: skip
-        return tf.cast(tf.clip_by_value(tf.round((tf.cast(y, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8)
-
-    def _pose_transfer(self, image, parsing, source_keypoints, target_keypoints):
-        cond = self._cond(source_keypoints, target_keypoints)
-        probs = self._predict_parsing(parsing, cond)
-        onehot = stages_lib.hard(probs)
-        return {"image": self._generate(image, parsing, onehot, cond),
-                "parsing": tf.cast(tf.argmax(probs, -1), tf.uint8)}  # fmt: skip
-
-    def _transform_parsing(self, parsing, source_keypoints, target_keypoints):
-        probs = self._predict_parsing(parsing, self._cond(source_keypoints, target_keypoints))
-        return {"parsing": tf.cast(tf.argmax(probs, -1), tf.uint8)}
-
-    def _render(self, image, parsing, source_keypoints, target_keypoints, target_parsing):
-        cond = self._cond(source_keypoints, target_keypoints)
-        onehot = geometry.one_hot_parsing(target_parsing, self.num_labels)
-        return {"image": self._generate(image, parsing, onehot, cond)}
 
     # -- bytes ------------------------------------------------------------
     def _decode_images(self, data):
@@ -116,12 +75,12 @@ class SPTExportModule(tf.Module):
         return tf.map_fn(lambda x: tf.io.encode_png(x), images, fn_output_signature=tf.TensorSpec([], tf.string))
 
     def _pose_transfer_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints):
-        out = self._pose_transfer(self._decode_images(image_bytes), self._decode_labels(parsing_bytes, "parsing_bytes"),
+        out = self.pose_transfer(self._decode_images(image_bytes), self._decode_labels(parsing_bytes, "parsing_bytes"),
                                   source_keypoints, target_keypoints)  # fmt: skip
         return {"image_bytes": self._encode(out["image"]), "parsing_bytes": self._encode(out["parsing"][..., None])}
 
     def _render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints, target_parsing_bytes):
-        out = self._render(self._decode_images(image_bytes), self._decode_labels(parsing_bytes, "parsing_bytes"),
+        out = self.render(self._decode_images(image_bytes), self._decode_labels(parsing_bytes, "parsing_bytes"),
                            source_keypoints, target_keypoints,
                            self._decode_labels(target_parsing_bytes, "target_parsing_bytes"))  # fmt: skip
         return {"image_bytes": self._encode(out["image"])}
@@ -130,23 +89,9 @@ class SPTExportModule(tf.Module):
         return {name: getattr(self, name) for name in SIGNATURES}
 
 
-def next_version(export_dir: str) -> int:
-    if not os.path.isdir(export_dir):
-        return 1
-    versions = [int(d) for d in os.listdir(export_dir) if re.fullmatch(r"\d+", d)]
-    return max(versions, default=0) + 1
-
-
-def latest_generator_checkpoint(workdir: str) -> str:
-    """The newest checkpoint holding trained H_S and H_A (latest stage of Algorithm 1)."""
-    for stage in ("progressive_all", "progressive_local", "joint", "appearance"):
-        path = tf.train.latest_checkpoint(os.path.join(workdir, stage))
-        if path:
-            return path
-    raise FileNotFoundError(
-        f"{workdir}: no checkpoint of stage 'joint' or 'appearance' to export; train first "
-        "(python train.py --stage all ...) or pass --checkpoint"
-    )
+# Where export reads its checkpoint and numbers its versions (re-exported for callers of export).
+latest_generator_checkpoint = networks_lib.latest_generator_checkpoint
+next_version = versions.next_version
 
 
 def save_atomically(module: SPTExportModule, export_dir: str, version: int | None = None) -> str:
@@ -177,15 +122,13 @@ def export(config, workdir: str | None, export_dir: str, checkpoint: str | None 
       export_dir: base directory; the version goes to `export_dir/<N>/`.
       checkpoint: an explicit checkpoint path (overrides workdir).
       version: version number (default: next integer).
-      networks: prebuilt `training.loop.Networks` (tests); restored in place.
+      networks: prebuilt `spt_tf.networks.Networks` with H_S and H_A (tests); restored in place.
 
     Returns:
       The version directory written.
     """
-    from spt_tf.training import loop
-
-    nets = networks or loop.Networks(config)
+    nets = networks or networks_lib.Networks(config, ("hs", "ha"))
     path = checkpoint or latest_generator_checkpoint(workdir)
-    loop.restore_networks(nets, path, ("hs", "ha"))
+    networks_lib.restore(nets, path, ("hs", "ha"))
     logging.info("export: restored H_S and H_A from %s", path)
     return save_atomically(SPTExportModule(nets.hs, nets.ha, config), export_dir, version)

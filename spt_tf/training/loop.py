@@ -11,8 +11,13 @@ and resume from their own latest checkpoint at its step with optimizer state.
 
 The ``parser`` stage trains the human parser for custom photos. It
 is not part of Algorithm 1: ``--stage all`` never runs it, it needs no other
-stage, and it builds, checkpoints and restores the parser alone
-(:class:`ParserNetworks`); its checkpoints hold nothing else.
+stage, and it builds, checkpoints and restores the parser alone; its
+checkpoints hold nothing else.
+
+What differs between stages (networks, initialisation, dataset, optimizers,
+summaries, validation) is in their objects, :mod:`spt_tf.training.stage_specs`;
+this loop is the same for all. Networks are built and restored by
+:mod:`spt_tf.networks`.
 """
 
 from __future__ import annotations
@@ -29,13 +34,8 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from spt_tf import geometry, labels
-from spt_tf import models as spt_models
-from spt_tf.data import pipeline
-from spt_tf.evaluation import human_parser as parser_eval
-from spt_tf.evaluation import pose_detector as pose_eval
-from spt_tf.training import guard
-from spt_tf.training import stages as stages_lib
+from spt_tf import networks as networks_lib
+from spt_tf.training import stage_specs
 from spt_tf.training import strategy as strategy_lib
 
 STAGES = ("pose_detector", "semantic", "appearance", "joint")
@@ -84,234 +84,29 @@ def write_config(config, workdir: str) -> str:
     return path
 
 
-class _NetworkSet:
-    """A set of networks saved in checkpoints as path-keyed variable maps."""
-
-    def models(self) -> dict:
-        raise NotImplementedError
-
-    def trackables(self, names=None) -> dict:
-        """Checkpoint children: each network's variables keyed by their path.
-
-        Keras 3 layers held in Python lists are not children in TF's object
-        graph, so checkpointing a model object would silently skip them; a
-        path-keyed variable map saves every weight (non-trainable ones too).
-        """
-        return {k: variables_by_path(m) for k, m in self.models().items() if names is None or k in names}
-
-
-class Networks(_NetworkSet):
-    """Every network of SPT, built once per run inside the strategy scope."""
-
-    def __init__(self, config):
-        c = config
-        h, w, L = int(c.data.height), int(c.data.width), int(c.model.num_labels)
-        self.config = c
-        self.pose_detector = spt_models.build_pose_detector(c)
-        self.hs = spt_models.build_semantic_generator(c)
-        self.ha = spt_models.build_appearance_generator(c)
-        self.ds = spt_models.build_discriminator(c, L + geometry.NUM_KEYPOINTS)
-        self.da = spt_models.build_discriminator(c, 3 + L)
-        self.dface = spt_models.build_discriminator(c, 3) if int(c.model.face_crop_size) > 0 else None
-        # VGG only where the content / style losses use it (loss.features).
-        self.vgg = spt_models.build_vgg(c) if stages_lib.perceptual_features(c) == "vgg" else None
-        self._build(h, w, L)
-
-    def _build(self, h, w, L):
-        """Creates every variable with one call on zeros (checkpoint restore needs them)."""
-        kp = tf.fill([1, geometry.NUM_KEYPOINTS, 2], -1.0)
-        cond = geometry.pair_conditioning(kp, kp, h, w)
-        par = tf.zeros([1, h, w, L])
-        img = tf.zeros([1, h, w, 3])
-        self.pose_detector(img)
-        self.hs(stages_lib.hs_inputs(par, cond["source_pose"], cond["source_mask"], cond["target_pose"],
-                                     cond["target_mask"]))  # fmt: skip
-        self.ha(stages_lib.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
-                                     cond["part_masks"]))  # fmt: skip
-        self.ds(tf.zeros([1, h, w, L + geometry.NUM_KEYPOINTS]))
-        self.da(tf.zeros([1, h, w, 3 + L]))
-        if self.dface is not None:
-            n = int(self.config.model.face_crop_size)
-            self.dface(tf.zeros([1, n, n, 3]))
-        if self.vgg is not None:
-            self.vgg(img)
-
-    def models(self) -> dict:
-        """The trained networks by checkpoint key (VGG is frozen and not saved)."""
-        out = {"pose_detector": self.pose_detector, "hs": self.hs, "ha": self.ha, "ds": self.ds, "da": self.da}
-        if self.dface is not None:
-            out["dface"] = self.dface
-        return out
-
-
-class ParserNetworks(_NetworkSet):
-    """The human parser alone (the parser stage builds and saves nothing else)."""
-
-    def __init__(self, config):
-        self.config = config
-        self.parser = spt_models.build_human_parser(config)
-        # One call on zeros creates every variable (checkpoint restore needs them).
-        self.parser(tf.zeros([1, int(config.data.height), int(config.data.width), 3]))
-
-    def models(self) -> dict:
-        return {"parser": self.parser}
-
-
-def variables_by_path(model) -> dict:
-    """{variable path relative to the model: variable} for every weight of `model`.
-
-    Raises:
-      ValueError: two weights share a path (the checkpoint would be ambiguous).
-    """
-    prefix = model.name + "/"
-    out = {}
-    for v in model.weights:
-        key = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
-        if key in out:
-            raise ValueError(f"{model.name}: two weights share the path {key!r}")
-        out[key] = v
-    return out
-
-
-def restore_networks(nets: "Networks", path: str, names) -> None:
-    """Restores the networks `names` from a training checkpoint; every weight must match.
-
-    Raises:
-      AssertionError: a weight of those networks is missing from the checkpoint
-        (`assert_existing_objects_matched` over the path-keyed variable maps).
-    """
-    status = tf.train.Checkpoint(**nets.trackables(names)).restore(path)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
-
-
-# Which networks a stage initialises from which earlier stage's checkpoint.
-_INIT_FROM = {
-    "pose_detector": {},
-    "semantic": {},
-    "appearance": {"pose_detector": ("pose_detector",), "semantic": ("hs", "ds")},
-    "joint": {"pose_detector": ("pose_detector",), "appearance": ("hs", "ds", "ha", "da", "dface")},
-    "progressive_local": {"pose_detector": ("pose_detector",), "joint": ("hs", "ds", "ha", "da", "dface")},
-    "progressive_all": {"pose_detector": ("pose_detector",),
-                        "progressive_local": ("hs", "ds", "ha", "da", "dface")},
-    PARSER_STAGE: {},
-}
-# The stage a stage cannot start without.
-_REQUIRED = {"joint": "appearance", "progressive_local": "joint", "progressive_all": "progressive_local"}
-
-
-def _phase(config, stage) -> str:
-    if not config.model.progressive:
-        return "all"
-    return {"progressive_local": "local", "progressive_all": "all"}.get(stage, "global")
-
-
-def _alpha(config, stage, step) -> float:
-    """Fade-in of the local enhancer: 0 before, ramps over train.fade_steps, then 1."""
-    if stage in ("appearance", "joint"):
-        return 0.0
-    if stage == "progressive_local":
-        return min(1.0, step / max(1, int(config.train.fade_steps)))
-    return 1.0
-
-
-def _optimizer(config, precision, stage=None):
-    if stage == PARSER_STAGE:  # plain supervised training: Keras' default betas
-        opt = keras.optimizers.Adam(learning_rate=float(config.train.parser_learning_rate))
-    elif stage == "pose_detector":  # likewise
-        opt = keras.optimizers.Adam(learning_rate=float(config.train.pose_detector_learning_rate))
-    else:
-        rate = {"semantic": config.train.semantic_learning_rate,
-                "joint_semantic": config.train.joint_semantic_learning_rate}.get(stage, config.train.learning_rate)
-        opt = keras.optimizers.Adam(
-            learning_rate=float(rate),
-            beta_1=float(config.train.beta_1),
-            beta_2=float(config.train.beta_2),
-        )
-    if precision == "mixed_float16":
-        opt = keras.optimizers.LossScaleOptimizer(opt)
-    return opt
-
-
 def _steps(config, stage):
     return int(getattr(config.train, f"{stage}_steps"))
 
 
-def _trains_hs_with_ha(stage) -> bool:
-    """The stages after `appearance` train H_S together with H_A (Algorithm 1's step 3)."""
-    return stage not in ("pose_detector", "semantic", "appearance", PARSER_STAGE)
-
-
-def _stage_model(stage, nets: Networks, config, global_batch, xla):
-    if stage == PARSER_STAGE:
-        return stages_lib.ParserStage(nets.parser, global_batch, xla)
-    if stage == "pose_detector":
-        return stages_lib.PoseDetectorStage(nets.pose_detector, global_batch, xla)
-    if stage == "semantic":
-        return stages_lib.SemanticStage(nets.hs, nets.ds, config, global_batch, xla)
-    ablation = config.train.ablation
-    target = {"ts_gt": "ground_truth", "baseline": "none"}.get(ablation, "predicted")
-    return stages_lib.AppearanceStage(
-        nets.hs, nets.ha, nets.da, nets.dface, nets.pose_detector, nets.vgg, config, global_batch, xla,
-        train_hs=_trains_hs_with_ha(stage), target_source=target, phase=_phase(config, stage),
-    )  # fmt: skip
-
-
-def _dataset_fn(stage, config):
-    ablation = config.train.ablation
-
-    def fn(ctx):
-        if stage == "pose_detector":
-            return pipeline.pose_dataset(config, ctx)
-        if stage == PARSER_STAGE:
-            return pipeline.parsing_dataset(config, "train", ctx, training=True)
-        if stage == "semantic":
-            return pipeline.train_dataset(config, ctx, pseudo_pairs=True)
-        if stage != "appearance" and float(config.loss.joint_semantic_weight) > 0 and ablation != "ts_gt":
-            # H_S keeps its pseudo-label cross entropy: the target pose is the pseudo pair's.
-            return pipeline.train_dataset(config, ctx, pseudo_pairs=True)
-        return pipeline.train_dataset(config, ctx, gt_pairs=(ablation == "ts_gt"))
-
-    return fn
-
-
-def _init_from_previous(stage, nets: Networks, workdir):
-    for prev, names in _INIT_FROM[stage].items():
+def _init_from_previous(stage: stage_specs.Stage, nets: networks_lib.Networks, workdir):
+    for prev, names in stage.init_from.items():
+        path = networks_lib.latest_checkpoint(workdir, prev)
         ckpt_dir = os.path.join(workdir, prev)
-        path = tf.train.latest_checkpoint(ckpt_dir)
         if path is None:
-            if _REQUIRED.get(stage) == prev:
+            if stage.required == prev:
                 raise FileNotFoundError(
-                    f"stage {stage!r} starts from the {prev} stage, but {ckpt_dir} has no "
+                    f"stage {stage.name!r} starts from the {prev} stage, but {ckpt_dir} has no "
                     f"checkpoint: run --stage {prev} first (or --stage all)"
                 )
             logging.warning(
                 "stage %s: no checkpoint of stage %s in %s; %s start from scratch%s",
-                stage, prev, ckpt_dir, ", ".join(names),
+                stage.name, prev, ckpt_dir, ", ".join(names),
                 " (the pose loss then uses an untrained detector)" if prev == "pose_detector" else "",
             )  # fmt: skip
             continue
         names = [n for n in names if n in nets.models()]
-        restore_networks(nets, path, names)
-        logging.info("stage %s: %s initialised from %s", stage, ", ".join(names), path)
-
-
-def image_grid(batch, out: dict, num: int = 4) -> tf.Tensor:
-    """[1, h, 6*w, 3] uint8 grid rows: source | target skeleton | predicted
-    parsing | generated | cycle | ground truth (or blank)."""
-    palette = tf.constant(labels.PALETTE, tf.float32) / 127.5 - 1.0
-
-    def col(par):
-        return tf.gather(palette, tf.argmax(par, -1))
-
-    src = batch["image"][:num]
-    skel = tf.reduce_max(batch["target_pose"][:num], -1, keepdims=True) * 2.0 - 1.0
-    skel = tf.tile(skel, [1, 1, 1, 3])
-    cols = [src, skel, col(out["target_parsing"][:num]), out["fake_target"][:num], out["fake_source"][:num]]
-    cols.append(batch["target_image"][:num] if "target_image" in batch else tf.zeros_like(src))
-    grid = tf.concat(cols, 2)
-    grid = tf.concat(tf.unstack(grid), 0)[None]
-    return tf.cast(tf.clip_by_value((grid + 1.0) * 127.5, 0, 255), tf.uint8)
+        networks_lib.restore(nets, path, names)
+        logging.info("stage %s: %s initialised from %s", stage.name, ", ".join(names), path)
 
 
 class _SignalFlag:
@@ -339,12 +134,16 @@ def _to_float(values) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
 
-def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks | ParserNetworks | None = None,
-                max_steps: int | None = None) -> dict:  # fmt: skip
+def train_stage(config, workdir: str, stage: str, strategy=None, nets: networks_lib.Networks | None = None,
+                max_steps: int | None = None, validators=None) -> dict:  # fmt: skip
     """Trains one stage to `train.<stage>_steps` (resuming if checkpointed).
 
     `nets`: the networks, built inside `strategy`'s scope (default: built here);
-    a :class:`ParserNetworks` for the parser stage, a :class:`Networks` for the others.
+    they must include the stage's (`stage_specs.get(stage).network_keys(config)`).
+    `validators`: `{"pose_detector": fn, "parser": fn}`, each
+    `fn(config, network, split) -> dict`, the end-of-stage validation on real
+    images (`spt_tf.evaluation.stage_validators()`); a stage whose validator is
+    missing is not measured (and P's PCKh then cannot unlock the pose loss).
 
     Returns a summary dict: stage, start_step, final_step, last losses, seconds,
     examples_per_second, status ("done" | "interrupted"); the parser stage adds
@@ -359,19 +158,16 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     chief = strategy_lib.is_chief(strategy)
     global_batch = int(config.train.batch_size)
     total = _steps(config, stage) if max_steps is None else int(max_steps)
-
-    if stage not in ("pose_detector", "semantic", PARSER_STAGE):
+    spec = stage_specs.get(stage)
+    if spec.generates:
         check_pose_detector(config, workdir)
-    want = ParserNetworks if stage == PARSER_STAGE else Networks
-    if nets is not None and not isinstance(nets, want):
-        raise TypeError(f"stage {stage} trains a {want.__name__}, got nets of type {type(nets).__name__}")
+    keys = spec.network_keys(config)
+    if nets is not None and (set(keys) - set(nets.keys)):
+        raise TypeError(f"stage {stage} trains the networks {keys}, got Networks of {nets.keys}")
     with strategy.scope():
-        nets = nets or want(config)
-        model = _stage_model(stage, nets, config, global_batch, xla)
-        # H_S has an optimizer of its own where it trains with H_A (joint, progressive).
-        h_opt = _optimizer(config, precision, "joint_semantic") if _trains_hs_with_ha(stage) else None
-        model.compile(g_optimizer=_optimizer(config, precision, stage),
-                      d_optimizer=_optimizer(config, precision, stage), h_optimizer=h_opt)  # fmt: skip
+        nets = nets or networks_lib.Networks(config, keys)
+        model = spec.model(nets, config, global_batch, xla)
+        model.compile(**spec.optimizers(config, precision))
         model.build_optimizers()
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt_dir = os.path.join(workdir, stage)
@@ -379,19 +175,19 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
         ckpt_dir = os.path.join(workdir, "tmp", f"{stage}_worker_{strategy.cluster_resolver.task_id}")
     extra = {"h_optimizer": model.h_optimizer} if model.h_optimizer is not None else {}
     ckpt = tf.train.Checkpoint(step=step, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                               **extra, **nets.trackables())  # fmt: skip
+                               **extra, **nets.trackables(keys))  # fmt: skip
     manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=int(config.train.keep_checkpoints))
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("stage %s: resumed from %s at step %d", stage, manager.latest_checkpoint, int(step.numpy()))
     else:
-        _init_from_previous(stage, nets, workdir)
+        _init_from_previous(spec, nets, workdir)
     start = int(step.numpy())
     if start >= total:
         logging.info("stage %s: already at step %d of %d", stage, start, total)
         return {"stage": stage, "start_step": start, "final_step": start, "status": "done", "losses": {}}
 
-    dist_ds = strategy.distribute_datasets_from_function(_dataset_fn(stage, config))
+    dist_ds = strategy.distribute_datasets_from_function(lambda ctx: spec.dataset(config, ctx))
     iterator = iter(dist_ds)
 
     @tf.function
@@ -409,10 +205,10 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     status = "done"
     with _SignalFlag() as flag, tqdm(total=total, initial=start, desc=stage, disable=not chief,
                                       dynamic_ncols=True, mininterval=2.0) as bar:  # fmt: skip
-        progressive = bool(config.model.progressive) and stage not in ("pose_detector", "semantic", PARSER_STAGE)
         while int(step.numpy()) < total:
-            if progressive:
-                nets.ha.set_alpha(_alpha(config, stage, int(step.numpy())))
+            alpha = spec.alpha(config, int(step.numpy()))
+            if alpha is not None:
+                nets.ha.set_alpha(alpha)
             values = _to_float(dist_step(iterator))
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
@@ -435,10 +231,8 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
                     tf.summary.scalar("train/learning_rate", float(np.asarray(model.g_optimizer.learning_rate.numpy())))
                     tf.summary.scalar("train/examples_per_second", n_log * global_batch / max(dt, 1e-9))
                 t_log, n_log = time.time(), 0
-            if writer is not None and stage not in ("pose_detector", "semantic") and (
-                s % image_every == 0 or s == total
-            ):
-                _write_images(model, config, writer, s, stage)
+            if writer is not None and (s % image_every == 0 or s == total):
+                spec.write_images(model, config, writer, s)
             if s % ckpt_every == 0 or s == total or flag.received:
                 _save(manager, nets, stage, s)
             if flag.received:
@@ -449,7 +243,7 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: Networks 
     done = int(step.numpy()) - start
     validation = None
     if writer is not None:
-        validation = _write_validation(model, stage, config, writer, int(step.numpy()))
+        validation = spec.validate(model, config, writer, int(step.numpy()), validators)
         writer.flush()
     summary = {
         "stage": stage, "start_step": start, "final_step": int(step.numpy()), "status": status, "losses": values,
@@ -511,7 +305,7 @@ def check_pose_detector(config, workdir: str) -> float | None:
 
 def _save(manager, nets, stage, step):
     """Saves a checkpoint, refusing weights that are not finite."""
-    if not has_finite_weights(nets):
+    if not nets.has_finite_weights():
         raise NonFiniteLossError(
             f"stage {stage}: non-finite weights at step {step}; not saved, the last good "
             f"checkpoint ({manager.latest_checkpoint}) is kept"
@@ -519,128 +313,22 @@ def _save(manager, nets, stage, step):
     manager.save(checkpoint_number=step)
 
 
-def _test_batch(config, n):
-    try:
-        return next(iter(pipeline.test_dataset(config, batch_size=n, max_pairs=n)))
-    except (FileNotFoundError, OSError, ValueError) as e:
-        logging.warning("no test pairs for image summaries / validation: %s", e)
-        return None
+def run(config, workdir: str, stage: str = "all", validators=None) -> list[dict]:
+    """Runs `stage` (or Algorithm 1 in order for "all"); returns stage summaries.
 
-
-def parser_grid(images, truth, logits, num: int = 4) -> tf.Tensor:
-    """[1, num*h, 3*w, 3] uint8 grid rows: image | true parsing | predicted parsing (colours)."""
-    palette = tf.constant(labels.PALETTE, tf.uint8)
-    img = tf.cast(tf.clip_by_value((images[:num] + 1.0) * 127.5, 0, 255), tf.uint8)
-    cols = [img, tf.gather(palette, tf.cast(truth[:num], tf.int32)), tf.gather(palette, tf.argmax(logits[:num], -1))]
-    grid = tf.concat(cols, 2)
-    return tf.concat(tf.unstack(grid), 0)[None]
-
-
-def _parser_test_batch(config, n):
-    try:
-        return next(iter(pipeline.parsing_dataset(config, "test", batch_size=n, training=False)))
-    except (FileNotFoundError, OSError, ValueError) as e:
-        logging.warning("no test images for parser image summaries: %s", e)
-        return None
-
-
-def _write_images(model, config, writer, step, stage=None):
-    if stage == PARSER_STAGE:
-        batch = _parser_test_batch(config, 4)
-        if batch is None:
-            return
-        grid = parser_grid(batch["image"], batch["parsing"], model.parser(batch["image"], training=False))
-        with writer.as_default(step=step):
-            tf.summary.image("samples", grid, max_outputs=1)
-        return
-    batch = _test_batch(config, 4)
-    if batch is None:
-        return
-    out = model.generate(batch, training=False)
-    real = batch["target_image"] if "target_image" in batch else batch["image"]
-    health = guard.image_health(out["fake_target"].numpy(), real.numpy())
-    with writer.as_default(step=step):
-        tf.summary.image("samples", image_grid(batch, out), max_outputs=1)
-        for key, value in health.items():
-            tf.summary.scalar(f"guard/{key}", value)
-    for problem in guard.problems(health, float(config.train.guard_max_high_frequency_ratio),
-                                  float(config.train.guard_min_contrast_ratio)):  # fmt: skip
-        logging.warning("stage %s, step %d: %s", stage, step, problem)
-
-
-def _validate_on_test_split(stage, evaluate, writer, step, scalars, describe):
-    """Runs ``evaluate()`` on the test split, logs ``scalars(result)`` under validation/;
-    None (and a warning) when the split cannot be read."""
-    try:
-        result = evaluate()
-    except (FileNotFoundError, OSError, ValueError) as e:
-        logging.warning("%s stage: no validation on the test split: %s", stage, e)
-        return None
-    with writer.as_default(step=step):
-        for name, value in scalars(result).items():
-            tf.summary.scalar(f"validation/{name}", value)
-    logging.info("%s stage: test split (%d images): %s", stage, result["images"], describe(result))
-    return result
-
-
-def _validate_parser(model, config, writer, step):
-    """The parser's mIoU / pixel accuracy on the whole test split; None without one."""
-    return _validate_on_test_split(
-        "parser", lambda: parser_eval.evaluate(config, model.parser, "test"), writer, step,
-        lambda r: {"parser_miou": r["miou"], "parser_pixel_accuracy": r["pixel_accuracy"],
-                   "all_background_pixel_accuracy": r["all_background"]["pixel_accuracy"]},
-        lambda r: (f"mIoU {r['miou']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f} "
-                   f"(all background: {r['all_background']['pixel_accuracy']:.4f})"),
-    )  # fmt: skip
-
-
-def _validate_pose_detector(model, config, writer, step):
-    """P's PCKh on the real images of the test split; None without one."""
-    return _validate_on_test_split(
-        "pose detector", lambda: pose_eval.evaluate(config, model.pose_detector, "test"), writer, step,
-        lambda r: {"pose_detector_pckh": r["pckh"]}, lambda r: f"PCKh {r['pckh']:.4f}",
-    )  # fmt: skip
-
-
-def _write_validation(model, stage, config, writer, step):
-    """End-of-stage validation: on a few test pairs (L1 and parsing accuracy), or the
-    parser's on the whole test split (returned)."""
-    if stage == "pose_detector":
-        return _validate_pose_detector(model, config, writer, step)
-    if stage == PARSER_STAGE:
-        return _validate_parser(model, config, writer, step)
-    batch = _test_batch(config, int(config.eval.batch_size))
-    if batch is None:
-        return None
-    with writer.as_default(step=step):
-        if stage == "semantic":
-            src = geometry.one_hot_parsing(batch["parsing"], int(config.model.num_labels))
-            pred = model.hs(stages_lib.hs_inputs(src, batch["source_pose"], batch["source_mask"],
-                                                 batch["target_pose"], batch["target_mask"]))  # fmt: skip
-            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(pred, -1), tf.cast(batch["target_parsing"], tf.int64)),
-                                         tf.float32))  # fmt: skip
-            tf.summary.scalar("validation/parsing_pixel_accuracy", acc)
-        else:
-            out = model.generate(batch, training=False)
-            l1 = tf.reduce_mean(tf.abs(out["fake_target"] - batch["target_image"])) / 2.0
-            tf.summary.scalar("validation/l1", l1)
-    return None
-
-
-def run(config, workdir: str, stage: str = "all") -> list[dict]:
-    """Runs `stage` (or Algorithm 1 in order for "all"); returns stage summaries."""
+    `validators`: see :func:`train_stage`.
+    """
     write_config(config, workdir)
     keras.utils.set_random_seed(int(config.train.seed))
     strategy = strategy_lib.build_strategy(config)
     strategy_lib.set_precision(config)
     stages = stages_for(config, stage)
+    keys = []
+    for s in stages:
+        keys += [k for k in stage_specs.get(s).network_keys(config) if k not in keys]
     with strategy.scope():
-        nets = Networks(config) if any(s != PARSER_STAGE for s in stages) else ParserNetworks(config)
+        nets = networks_lib.Networks(config, keys)
     summaries = []
     for s in stages:
-        summaries.append(train_stage(config, workdir, s, strategy=strategy, nets=nets))
+        summaries.append(train_stage(config, workdir, s, strategy=strategy, nets=nets, validators=validators))
     return summaries
-
-
-def has_finite_weights(nets: _NetworkSet) -> bool:
-    return all(np.isfinite(v.numpy()).all() for m in nets.models().values() for v in m.weights)

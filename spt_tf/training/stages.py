@@ -1,7 +1,11 @@
 """The stages of Algorithm 1 (and the human parser's, apart) as keras.Models with a custom `train_step`.
 
-Each stage model owns its networks, takes `compile(g_optimizer=..., d_optimizer=...)`
-and exposes one `keras.metrics.Mean` per loss through `metrics`.
+Each stage model owns its networks, takes `compile(g_optimizer=..., d_optimizer=...,
+h_optimizer=...)`, and returns its loss values (`loss_names`) from `train_step`.
+The loop around them is explicit (`spt_tf.training.loop`), not `fit()`: it
+needs several optimizers per step, checkpoints that resume mid-stage with their
+slots, a NaN guard before each save and SIGTERM handling; it logs the values a
+step returns, so the stage models keep no metric state.
 
 `train_step(batch)` runs inside a replica (the loop calls it through
 `strategy.run`). It computes the generator and discriminator gradients from ONE
@@ -19,53 +23,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from spt_tf import geometry, losses
+from spt_tf import composite, geometry, losses, networks
 
 
 def _avg(per_example, global_batch):
     return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=global_batch)
 
 
-def hs_inputs(parsing, source_pose, source_mask, target_pose, target_mask):
-    return {
-        "source_parsing": parsing,
-        "source_pose": source_pose,
-        "source_mask": source_mask,
-        "target_pose": target_pose,
-        "target_mask": target_mask,
-    }
-
-
-def ha_inputs(image, source_parsing, source_pose, target_parsing, target_pose, transforms, part_masks):
-    return {
-        "image": image,
-        "source_parsing": source_parsing,
-        "source_pose": source_pose,
-        "target_parsing": target_parsing,
-        "target_pose": target_pose,
-        "transforms": transforms,
-        "part_masks": part_masks,
-    }
-
-
-FEATURES = ("vgg", "statistics")
-
-
-def perceptual_features(config) -> str:
-    """What the content and style losses compare (``loss.features``), validated."""
-    kind = str(config.loss.features)
-    if kind not in FEATURES:
-        raise ValueError(f"loss.features must be one of {FEATURES}, got {kind!r}")
-    return kind
-
-
-def hard(probs):
-    """Probabilities -> one-hot of the argmax (no gradient)."""
-    return tf.one_hot(tf.argmax(probs, -1), tf.shape(probs)[-1], dtype=tf.float32)
-
-
 class StageModel(keras.Model):
-    """Shared machinery: optimizers, trackers, the XLA gradient function."""
+    """Shared machinery: optimizers and the XLA gradient function."""
 
     loss_names: tuple[str, ...] = ()
 
@@ -73,7 +39,6 @@ class StageModel(keras.Model):
         super().__init__(**kwargs)
         self.global_batch_size = int(global_batch_size)
         self.xla = bool(xla)
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.loss_names}
         self._grad_fn = None
 
     def compile(self, g_optimizer, d_optimizer=None, h_optimizer=None, **kwargs):
@@ -84,10 +49,6 @@ class StageModel(keras.Model):
         self.h_optimizer = h_optimizer
         if self.h_variables() and h_optimizer is None:
             raise ValueError(f"{type(self).__name__} trains H_S too: compile it with h_optimizer")
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     # Subclasses define these.
     def g_variables(self):
@@ -137,10 +98,8 @@ class StageModel(keras.Model):
             self.d_optimizer.apply_gradients(zip(d_grads, self.d_variables()))
         if h_grads:
             self.h_optimizer.apply_gradients(zip(h_grads, self.h_variables()))
-        for name, value in values.items():
-            # Values are global-batch averages of this replica's share; the
-            # loop sums them over replicas. Trackers see the same per replica.
-            self.trackers[name].update_state(value)
+        # Values are global-batch averages of this replica's share; the loop
+        # sums them over replicas and logs them.
         return values
 
 
@@ -216,10 +175,7 @@ class SemanticStage(StageModel):
         gb = self.global_batch_size
         src = geometry.one_hot_parsing(batch["parsing"], self.num_labels)
         tgt = geometry.one_hot_parsing(batch["target_parsing"], self.num_labels)
-        pred = self.hs(
-            hs_inputs(src, batch["source_pose"], batch["source_mask"], batch["target_pose"], batch["target_mask"]),
-            training=True,
-        )
+        pred = composite.predict_parsing(self.hs, src, batch, training=True)
         pose = batch["target_pose"]
         fake_logits = self.ds(tf.concat([pred, pose], -1), training=True)
         real_logits = self.ds(tf.concat([tgt, pose], -1), training=True)
@@ -277,7 +233,7 @@ class AppearanceStage(StageModel):
             raise ValueError(f"loss.identity_region must be image or person, got {self.identity_region!r}")
         self.style = c.loss.style
         self.style_labels = tuple(int(x) for x in c.loss.style_labels)
-        self.features = perceptual_features(c)
+        self.features = networks.perceptual_features(c)
         if self.features == "vgg" and vgg is None:
             raise ValueError("loss.features='vgg' needs the VGG network (models.build_vgg)")
         self.dilations = tuple(int(d) for d in c.loss.statistics_dilations)
@@ -313,25 +269,17 @@ class AppearanceStage(StageModel):
             if self.target_source == "ground_truth":
                 tgt = geometry.one_hot_parsing(batch["target_parsing"], self.num_labels)
             else:
-                tgt = self.hs(
-                    hs_inputs(src, batch["source_pose"], batch["source_mask"], batch["target_pose"],
-                              batch["target_mask"]),
-                    training=training and self.train_hs,
-                )  # fmt: skip
+                tgt = composite.predict_parsing(self.hs, src, batch, training=training and self.train_hs)
             if not self.train_hs:
                 tgt = tf.stop_gradient(tgt)
             back = self.hs(
-                hs_inputs(tgt, batch["target_pose"], batch["target_mask"], batch["source_pose"],
+                composite.hs_inputs(tgt, batch["target_pose"], batch["target_mask"], batch["source_pose"],
                           batch["source_mask"]),
                 training=training and self.train_hs,
             )  # fmt: skip
             if not self.train_hs:
                 back = tf.stop_gradient(back)
-        fake_t = self.ha(
-            ha_inputs(batch["image"], src, batch["source_pose"], tgt, batch["target_pose"],
-                      batch["transforms"], batch["part_masks"]),
-            training=training,
-        )  # fmt: skip
+        fake_t = composite.render(self.ha, batch["image"], src, tgt, batch, training=training)
         back_tr = geometry.part_transforms(batch["target_keypoints"], batch["keypoints"])
         back_masks = geometry.part_masks(batch["keypoints"], self.height, self.width)
         # Without the gradient through the generated target, the cycle teaches H_A to
@@ -343,7 +291,7 @@ class AppearanceStage(StageModel):
         if not self.cycle_through_target:
             cycle_in, cycle_tgt, cycle_back = (tf.stop_gradient(t) for t in (fake_t, tgt, back))
         fake_s = self.ha(
-            ha_inputs(cycle_in, cycle_tgt, batch["target_pose"], cycle_back, batch["source_pose"], back_tr,
+            composite.ha_inputs(cycle_in, cycle_tgt, batch["target_pose"], cycle_back, batch["source_pose"], back_tr,
                       back_masks),
             training=training,
         )
@@ -353,7 +301,7 @@ class AppearanceStage(StageModel):
             # Self-reconstruction: the source rendered in its own pose and parsing.
             same_tr = geometry.part_transforms(batch["keypoints"], batch["keypoints"])
             out["identity"] = self.ha(
-                ha_inputs(batch["image"], src, batch["source_pose"], src, batch["source_pose"], same_tr,
+                composite.ha_inputs(batch["image"], src, batch["source_pose"], src, batch["source_pose"], same_tr,
                           back_masks),
                 training=training,
             )  # fmt: skip
@@ -384,7 +332,7 @@ class AppearanceStage(StageModel):
 
     def _style(self, f1, s1, f2, s2, kp1, kp2):
         if self.style == "semantic":
-            return losses.semantic_style_loss(f1, hard(s1), f2, hard(s2), labels=self.style_labels)
+            return losses.semantic_style_loss(f1, composite.hard(s1), f2, composite.hard(s2), labels=self.style_labels)
         if self.style == "mask":
             m1 = geometry.part_masks(kp1, self.height, self.width)
             m2 = geometry.part_masks(kp2, self.height, self.width)

@@ -1,6 +1,7 @@
-"""One interface over an exported SavedModel and a training workdir's checkpoints.
+"""The predictor: one interface over an exported SavedModel and a training workdir.
 
-Both expose the export signatures (``spt_tf.export.module``), at the model's
+The evaluator, the apps and the studio all run models through it. Both kinds
+expose the export signatures (``spt_tf.export.module``), at the model's
 resolution, on numpy arrays:
 
 * ``pose_transfer(image, parsing, source_keypoints, target_keypoints)``
@@ -11,26 +12,22 @@ resolution, on numpy arrays:
 
 A workdir is wrapped in :class:`spt_tf.export.module.SPTExportModule`, the very
 module the SavedModel is written from, so both paths run the same graph. Only a
-workdir also holds the pose detector P (:meth:`Backend.detect_heatmaps`) and,
-once its ``parser`` stage ran, the human parser (:meth:`Backend.parse_labels`;
+workdir also holds the pose detector P (:meth:`Predictor.detect_heatmaps`) and,
+once its ``parser`` stage ran, the human parser (:meth:`Predictor.parse_labels`;
 :func:`load_parser` loads the parser of any workdir alone, e.g. beside a SavedModel).
+Networks are built and restored by :mod:`spt_tf.networks`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import re
 
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from spt_tf import geometry, models
+from spt_tf import composite, config_files, geometry, networks, versions
 from spt_tf.export import module as export_lib
-from spt_tf.training import stages as stages_lib
 
 NUM_KEYPOINTS = geometry.NUM_KEYPOINTS
 
@@ -46,52 +43,26 @@ def resolve_saved_model(path: str) -> str:
     """A SavedModel version directory, or the newest numbered version under a base directory.
 
     Raises:
-      ModelError: ``path`` is neither.
+      ModelError: ``path`` is neither (:func:`spt_tf.versions.resolve_saved_model`).
     """
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise ModelError(f"{path}: SavedModel directory not found")
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = [
-        int(d) for d in os.listdir(path)
-        if re.fullmatch(r"\d+", d) and os.path.isfile(os.path.join(path, d, "saved_model.pb"))
-    ]  # fmt: skip
-    if not versions:
-        raise ModelError(
-            f"{path}: no saved_model.pb here nor in a numbered version subdirectory (export one with "
-            "python export.py --workdir ... --export_dir ...)"
-        )
-    return os.path.join(path, str(max(versions)))
+    try:
+        return versions.resolve_saved_model(path)
+    except versions.NoSavedModelError as e:
+        raise ModelError(str(e)) from None
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Loads a config: ``file.py[:ARG]`` (``get_config(ARG)``) or a workdir's resolved ``config.json``."""
-    spec = os.fspath(spec)
-    path, _, arg = spec.partition(":") if not os.path.isfile(spec) else (spec, "", "")
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: config file not found")
-    if path.endswith(".json"):
-        try:
-            with open(path) as f:
-                return ml_collections.ConfigDict(json.load(f))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"{path}: cannot read the config JSON ({e})") from None
-    if not path.endswith(".py"):
-        raise ModelError(f"{path}: a config is a .py file (with get_config) or a workdir's config.json")
-    name = "_spt_app_config_" + re.sub(r"\W", "_", os.path.abspath(path))
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(mod)
-    if not hasattr(mod, "get_config"):
-        raise ModelError(f"{path}: no get_config() in the config file")
-    return mod.get_config(arg) if arg else mod.get_config()
+def load_config(spec: str):
+    """A config spec (``file.py[:ARG]`` or a workdir's ``config.json``); ModelError when unusable."""
+    try:
+        return config_files.load_config(spec)
+    except config_files.ConfigFileError as e:
+        raise ModelError(str(e)) from None
 
 
-# ---------------------------------------------------------------- backend
+# ---------------------------------------------------------------- predictor
 
 
-class Backend:
+class Predictor:
     """The export signatures of one model, on numpy arrays at the model's resolution.
 
     Attributes:
@@ -213,7 +184,7 @@ class Parser:
         return self._fn(tf.constant(image.astype(np.uint8))).numpy()
 
 
-def from_saved_model(path: str) -> Backend:
+def from_saved_model(path: str) -> Predictor:
     """Loads an exported SavedModel (a version directory or a base directory: newest version)."""
     version_dir = resolve_saved_model(path)
     loaded = tf.saved_model.load(version_dir)
@@ -222,57 +193,41 @@ def from_saved_model(path: str) -> Backend:
         raise ModelError(f"{version_dir}: not an SPT export, signatures {missing} missing")
     spec = loaded.signatures["render"].structured_input_signature[1]["image"]
     h, w = spec.shape[1], spec.shape[2]
-    logging.info("apps: SavedModel %s (%dx%d)", version_dir, h, w)
+    logging.info("predictor: SavedModel %s (%dx%d)", version_dir, h, w)
     fns = {name: loaded.signatures[name] for name in ("serving_default", "transform_parsing", "render")}
-    backend = Backend("saved_model", version_dir, fns, h, w)
+    backend = Predictor("saved_model", version_dir, fns, h, w)
     backend._loaded = loaded  # keeps the restored variables alive
     return backend
 
 
-def _build_generators(config):
-    h, w, n = int(config.data.height), int(config.data.width), int(config.model.num_labels)
-    hs, ha = models.build_semantic_generator(config), models.build_appearance_generator(config)
-    kp = tf.fill([1, NUM_KEYPOINTS, 2], -1.0)
-    cond = geometry.pair_conditioning(kp, kp, h, w)
-    par, img = tf.zeros([1, h, w, n]), tf.zeros([1, h, w, 3])
-    # One call on zeros creates every variable, so the restore can match them all.
-    hs(stages_lib.hs_inputs(par, cond["source_pose"], cond["source_mask"], cond["target_pose"], cond["target_mask"]))
-    ha(stages_lib.ha_inputs(img, par, cond["source_pose"], par, cond["target_pose"], cond["transforms"],
-                            cond["part_masks"]))  # fmt: skip
-    return hs, ha
-
-
-def _restore(path, what, **networks):
-    # Checkpoints key each network's variables by path (training.loop.variables_by_path):
-    # Keras 3 layers kept in lists are not children of a model in TF's object graph.
-    from spt_tf.training.loop import variables_by_path
-
+def _restore(path, what, config, keys) -> networks.Networks:
+    """Networks ``keys`` of ``config`` restored from ``path``; ModelError when they do not match."""
+    nets = networks.Networks(config, keys)
     try:
-        status = tf.train.Checkpoint(**{k: variables_by_path(m) for k, m in networks.items()}).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        networks.restore(nets, path, keys)
+    except (networks.IncompleteCheckpointError, ValueError, tf.errors.OpError) as e:
         raise ModelError(
             f"{path}: cannot restore {what} with this config (does --config match the run?): {e}"
         ) from None
+    return nets
 
 
 def _pose_detector_fn(config, workdir):
-    ckpt_dir = os.path.join(workdir, "pose_detector")
-    path = tf.train.latest_checkpoint(ckpt_dir)
+    """P of the workdir's pose_detector stage as ``u8 images -> heatmaps``; (None, its folder) without one."""
+    path = networks.latest_checkpoint(workdir, "pose_detector")
     if path is None:
-        return None, ckpt_dir
+        return None, os.path.join(workdir, "pose_detector")
+    net = _restore(path, "the pose detector", config, ("pose_detector",)).pose_detector
+    logging.info("predictor: pose detector P from %s", path)
     h, w = int(config.data.height), int(config.data.width)
-    net = models.build_pose_detector(config)
-    net(tf.zeros([1, h, w, 3]))
-    _restore(path, "the pose detector", pose_detector=net)
-    logging.info("apps: pose detector P from %s", path)
 
     @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
     def detect(image):
-        return net(tf.cast(image, tf.float32) / 127.5 - 1.0, training=False)
+        return net(composite.from_uint8(image), training=False)
 
-    return (lambda image: detect(tf.constant(image)).numpy()), path
+    fn = lambda image: detect(tf.constant(image)).numpy()  # noqa: E731
+    fn.network = net  # keeps the variables alive
+    return fn, path
 
 
 def _train_parser_command(config, workdir) -> str:
@@ -299,14 +254,12 @@ def _parser(config, workdir) -> tuple[Parser | None, str]:
     from spt_tf.models import human_parser
 
     h, w = int(config.data.height), int(config.data.width)
-    net = models.build_human_parser(config)
-    net(tf.zeros([1, h, w, 3]))
-    _restore(path, "the human parser", parser=net)
-    logging.info("apps: human parser from %s", path)
+    net = _restore(path, "the human parser", config, ("parser",)).parser
+    logging.info("predictor: human parser from %s", path)
 
     @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
     def parse(image):
-        return human_parser.parse_labels(net, tf.cast(image, tf.float32) / 127.5 - 1.0)
+        return human_parser.parse_labels(net, composite.from_uint8(image))
 
     parser = Parser(path, parse, h, w)
     parser._net = net  # keeps the variables alive
@@ -346,38 +299,43 @@ def load_parser(workdir: str, config=None) -> Parser:
     return parser
 
 
-def from_workdir(workdir: str, config=None) -> Backend:
+def from_workdir(workdir: str | None, config=None, checkpoint: str | None = None) -> Predictor:
     """Wraps a workdir's latest joint (else appearance) checkpoint like the SavedModel.
 
     Args:
-      workdir: the training workdir.
+      workdir: the training workdir (its pose detector and parser are loaded
+        too when their stages ran).
       config: a ConfigDict, a config spec (``file.py[:ARG]`` or ``.json``), or
         None for the run's resolved ``WORKDIR/config.json``.
+      checkpoint: an explicit checkpoint holding H_S and H_A instead of the
+        workdir's latest; the workdir defaults to the run folder above it.
     """
+    if checkpoint is not None and workdir is None:
+        # A checkpoint sits in WORKDIR/<stage>/: P and the parser are looked up beside it.
+        workdir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
     workdir = os.fspath(workdir)
     config = _workdir_config(workdir, config)
     try:
-        path = export_lib.latest_generator_checkpoint(workdir)
+        path = checkpoint or networks.latest_generator_checkpoint(workdir)
     except FileNotFoundError as e:
         raise ModelError(str(e)) from None
-    hs, ha = _build_generators(config)
-    _restore(path, "H_S and H_A", hs=hs, ha=ha)
-    logging.info("apps: H_S and H_A from %s", path)
-    mod = export_lib.SPTExportModule(hs, ha, config)
+    nets = _restore(path, "H_S and H_A", config, ("hs", "ha"))
+    logging.info("predictor: H_S and H_A from %s", path)
+    mod = export_lib.SPTExportModule(nets.hs, nets.ha, config)
     fns = {name: getattr(mod, name) for name in ("serving_default", "transform_parsing", "render")}
     detector, det_path = _pose_detector_fn(config, workdir)
     if detector is None:
-        logging.info("apps: no pose detector checkpoint in %s; --detect unavailable", det_path)
+        logging.info("predictor: no pose detector checkpoint in %s; keypoint detection unavailable", det_path)
     parser, why = _parser(config, workdir)
     if parser is None:
-        logging.info("apps: %s; --parse unavailable", why)
-    backend = Backend("checkpoint", path, fns, config.data.height, config.data.width, detector, parser,
-                      None if parser else why)  # fmt: skip
-    backend._module = mod
-    return backend
+        logging.info("predictor: %s; human parsing unavailable", why)
+    predictor = Predictor("checkpoint", path, fns, config.data.height, config.data.width, detector, parser,
+                          None if parser else why)  # fmt: skip
+    predictor._module = mod
+    return predictor
 
 
-def load(model: str | None = None, workdir: str | None = None, config=None) -> Backend:
+def load(model: str | None = None, workdir: str | None = None, config=None) -> Predictor:
     """``model`` (SavedModel) or ``workdir`` (+ optional ``config``): exactly one."""
     if bool(model) == bool(workdir):
         raise ModelError("give exactly one of --model (SavedModel) and --workdir (checkpoints)")
