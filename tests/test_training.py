@@ -38,6 +38,10 @@ def test_all_stages_ran_and_wrote_checkpoints(trained):
         summary = json.load(open(os.path.join(wd, f"{stage}_summary.json")))
         assert summary["final_step"] == 2 and summary["status"] == "done"
         assert all(np.isfinite(v) for v in summary["losses"].values()), summary
+        # A stage model's train_step returns exactly the values its loss_names declare.
+        model_class = {"pose_detector": stages.PoseDetectorStage, "semantic": stages.SemanticStage}.get(
+            stage, stages.AppearanceStage)  # fmt: skip
+        assert set(summary["losses"]) == set(model_class.loss_names), (stage, sorted(summary["losses"]))
         assert tf.train.latest_checkpoint(os.path.join(wd, stage)).endswith("ckpt-2")
     cfg = json.load(open(os.path.join(wd, "config.json")))
     assert cfg["data"]["height"] == trained["config"].data.height

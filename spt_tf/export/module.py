@@ -89,14 +89,9 @@ class SPTExportModule(composite.PoseTransfer):
         return {name: getattr(self, name) for name in SIGNATURES}
 
 
-# Where export reads its checkpoint and numbers its versions (re-exported for callers of export).
-latest_generator_checkpoint = networks_lib.latest_generator_checkpoint
-next_version = versions.next_version
-
-
 def save_atomically(module: SPTExportModule, export_dir: str, version: int | None = None) -> str:
     """Writes `export_dir/<version>/` via a temporary directory and a rename."""
-    version = next_version(export_dir) if version is None else int(version)
+    version = versions.next_version(export_dir) if version is None else int(version)
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"{final} already exists; choose another --version")
@@ -128,7 +123,7 @@ def export(config, workdir: str | None, export_dir: str, checkpoint: str | None 
       The version directory written.
     """
     nets = networks or networks_lib.Networks(config, ("hs", "ha"))
-    path = checkpoint or latest_generator_checkpoint(workdir)
+    path = checkpoint or networks_lib.latest_generator_checkpoint(workdir)
     networks_lib.restore(nets, path, ("hs", "ha"))
     logging.info("export: restored H_S and H_A from %s", path)
     return save_atomically(SPTExportModule(nets.hs, nets.ha, config), export_dir, version)

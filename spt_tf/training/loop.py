@@ -173,9 +173,9 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: networks_
     ckpt_dir = os.path.join(workdir, stage)
     if not chief:  # non-chief workers write to a throwaway directory
         ckpt_dir = os.path.join(workdir, "tmp", f"{stage}_worker_{strategy.cluster_resolver.task_id}")
-    extra = {"h_optimizer": model.h_optimizer} if model.h_optimizer is not None else {}
-    ckpt = tf.train.Checkpoint(step=step, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                               **extra, **nets.trackables(keys))  # fmt: skip
+    optimizers = {k: getattr(model, k) for k in ("g_optimizer", "d_optimizer", "h_optimizer")}
+    optimizers = {k: v for k, v in optimizers.items() if v is not None}
+    ckpt = tf.train.Checkpoint(step=step, **optimizers, **nets.trackables(keys))
     manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=int(config.train.keep_checkpoints))
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()

@@ -35,6 +35,12 @@ def _adam(rate, config, precision, paper_betas=True):
     return opt
 
 
+def _supervised_optimizers(rate, config, precision) -> dict:
+    """Plain supervised training (P, the parser): Keras' default betas, no discriminator."""
+    return {"g_optimizer": _adam(rate, config, precision, paper_betas=False), "d_optimizer": None,
+            "h_optimizer": None}  # fmt: skip
+
+
 def image_grid(batch, out: dict, num: int = 4) -> tf.Tensor:
     """[1, num*h, 6*w, 3] uint8 grid rows: source | target skeleton | predicted
     parsing | generated | cycle | ground truth (or blank)."""
@@ -141,9 +147,7 @@ class PoseDetectorStage(Stage):
         return pipeline.pose_dataset(config, ctx)
 
     def optimizers(self, config, precision):
-        rate = config.train.pose_detector_learning_rate
-        return {"g_optimizer": _adam(rate, config, precision, paper_betas=False),
-                "d_optimizer": _adam(rate, config, precision, paper_betas=False), "h_optimizer": None}  # fmt: skip
+        return _supervised_optimizers(config.train.pose_detector_learning_rate, config, precision)
 
     def validate(self, model, config, writer, step, validators=None):
         """P's PCKh on the real images of the test split; None without one."""
@@ -171,9 +175,7 @@ class ParserStage(Stage):
         return pipeline.parsing_dataset(config, "train", ctx, training=True)
 
     def optimizers(self, config, precision):
-        rate = config.train.parser_learning_rate
-        return {"g_optimizer": _adam(rate, config, precision, paper_betas=False),
-                "d_optimizer": _adam(rate, config, precision, paper_betas=False), "h_optimizer": None}  # fmt: skip
+        return _supervised_optimizers(config.train.parser_learning_rate, config, precision)
 
     def write_images(self, model, config, writer, step):
         try:
