@@ -106,6 +106,32 @@ def _unbatch(array, single: bool):
     return array[0] if single else array
 
 
+def _keypoint_inputs(source_keypoints, target_keypoints, single: bool) -> dict:
+    """The two poses of a call, float32 and batched like its first argument."""
+    return {
+        "source_keypoints": _batched("source_keypoints", source_keypoints, 2, np.float32, single)[0],
+        "target_keypoints": _batched("target_keypoints", target_keypoints, 2, np.float32, single)[0],
+    }
+
+
+def _person_inputs(image, parsing, source_keypoints, target_keypoints) -> tuple[dict, bool]:
+    """The source image, its parsing and the two poses, checked and batched alike; returns
+    (inputs, single)."""
+    image, single = _batched("image", image, 3, np.uint8, None)
+    parsing = _batched("parsing", parsing, 2, np.uint8, single)[0]
+    return {"image": image, "parsing": parsing,
+            **_keypoint_inputs(source_keypoints, target_keypoints, single)}, single
+
+
+def _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints,
+                         target_keypoints) -> tuple[dict, bool]:
+    """As :func:`_person_inputs` with encoded image and parsing; returns (inputs, single)."""
+    images, single = _bytes_batch("image_bytes", image_bytes, None)
+    parsings = _bytes_batch("parsing_bytes", parsing_bytes, single)[0]
+    return {"image_bytes": images, "parsing_bytes": parsings,
+            **_keypoint_inputs(source_keypoints, target_keypoints, single)}, single
+
+
 # ------------------------------------------------------------------ the typed API
 
 
@@ -133,44 +159,24 @@ class SptMethods(Transport):
           ``(image, parsing)``: uint8 generated image ``[(B,) H, W, 3]`` and
           predicted target parsing ``[(B,) H, W]``.
         """
-        image, single = _batched("image", image, 3, np.uint8, None)
-        out = self.predict(
-            {
-                "image": image,
-                "parsing": _batched("parsing", parsing, 2, np.uint8, single)[0],
-                "source_keypoints": _batched("source_keypoints", source_keypoints, 2, np.float32, single)[0],
-                "target_keypoints": _batched("target_keypoints", target_keypoints, 2, np.float32, single)[0],
-            },
-            SIGNATURES["pose_transfer"],
-        )
+        inputs, single = _person_inputs(image, parsing, source_keypoints, target_keypoints)
+        out = self.predict(inputs, SIGNATURES["pose_transfer"])
         return _unbatch(out["image"], single), _unbatch(out["parsing"], single)
 
     def transform_parsing(self, parsing, source_keypoints, target_keypoints):
         """H_S only: source labels ``[(B,) H, W]`` -> predicted target labels, uint8."""
         parsing, single = _batched("parsing", parsing, 2, np.uint8, None)
         out = self.predict(
-            {
-                "parsing": parsing,
-                "source_keypoints": _batched("source_keypoints", source_keypoints, 2, np.float32, single)[0],
-                "target_keypoints": _batched("target_keypoints", target_keypoints, 2, np.float32, single)[0],
-            },
+            {"parsing": parsing, **_keypoint_inputs(source_keypoints, target_keypoints, single)},
             SIGNATURES["transform_parsing"],
         )
         return _unbatch(out["parsing"], single)
 
     def render(self, image, parsing, source_keypoints, target_keypoints, target_parsing):
         """H_A given an explicit target parsing ``[(B,) H, W]``; returns uint8 ``[(B,) H, W, 3]``."""
-        image, single = _batched("image", image, 3, np.uint8, None)
-        out = self.predict(
-            {
-                "image": image,
-                "parsing": _batched("parsing", parsing, 2, np.uint8, single)[0],
-                "source_keypoints": _batched("source_keypoints", source_keypoints, 2, np.float32, single)[0],
-                "target_keypoints": _batched("target_keypoints", target_keypoints, 2, np.float32, single)[0],
-                "target_parsing": _batched("target_parsing", target_parsing, 2, np.uint8, single)[0],
-            },
-            SIGNATURES["render"],
-        )
+        inputs, single = _person_inputs(image, parsing, source_keypoints, target_keypoints)
+        inputs["target_parsing"] = _batched("target_parsing", target_parsing, 2, np.uint8, single)[0]
+        out = self.predict(inputs, SIGNATURES["render"])
         return _unbatch(out["image"], single)
 
     def pose_transfer_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints):
@@ -187,16 +193,9 @@ class SptMethods(Transport):
           list; ``parsing_png`` is None if the export has no ``parsing_bytes``
           output.
         """
-        images, single = _bytes_batch("image_bytes", image_bytes, None)
-        out = self.predict(
-            {
-                "image_bytes": images,
-                "parsing_bytes": _bytes_batch("parsing_bytes", parsing_bytes, single)[0],
-                "source_keypoints": _batched("source_keypoints", source_keypoints, 2, np.float32, single)[0],
-                "target_keypoints": _batched("target_keypoints", target_keypoints, 2, np.float32, single)[0],
-            },
-            SIGNATURES["pose_transfer_bytes"],
-        )
+        inputs, single = _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints,
+                                              target_keypoints)
+        out = self.predict(inputs, SIGNATURES["pose_transfer_bytes"])
         images = [bytes(b) for b in out["image_bytes"]]
         parsings = [bytes(b) for b in out["parsing_bytes"]] if "parsing_bytes" in out else None
         if single:
@@ -206,17 +205,11 @@ class SptMethods(Transport):
     def render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
                      target_parsing_bytes):
         """``render_bytes``: as :meth:`render` with encoded images; returns PNG bytes."""
-        images, single = _bytes_batch("image_bytes", image_bytes, None)
-        out = self.predict(
-            {
-                "image_bytes": images,
-                "parsing_bytes": _bytes_batch("parsing_bytes", parsing_bytes, single)[0],
-                "source_keypoints": _batched("source_keypoints", source_keypoints, 2, np.float32, single)[0],
-                "target_keypoints": _batched("target_keypoints", target_keypoints, 2, np.float32, single)[0],
-                "target_parsing_bytes": _bytes_batch("target_parsing_bytes", target_parsing_bytes, single)[0],
-            },
-            SIGNATURES["render_bytes"],
-        )
+        inputs, single = _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints,
+                                              target_keypoints)
+        inputs["target_parsing_bytes"] = _bytes_batch("target_parsing_bytes", target_parsing_bytes,
+                                                      single)[0]
+        out = self.predict(inputs, SIGNATURES["render_bytes"])
         result = [bytes(b) for b in out["image_bytes"]]
         return result[0] if single else result
 
@@ -224,12 +217,8 @@ class SptMethods(Transport):
 class SptClient(GrpcTransport, SptMethods):
     """gRPC client (TF Serving's PredictionService / ModelService).
 
-    Args:
-      address: ``host:port`` of TF Serving's gRPC port or the local server.
-      model_name: ``model_spec.name``.
-      version: a fixed version, or None for the newest the server serves.
-      timeout: seconds per call.
-      max_message_mb: gRPC message size limit in MiB (large batches).
+    Takes the arguments of :class:`serving.transport.GrpcTransport`: ``address``,
+    ``model_name``, ``version``, ``timeout``, ``max_message_mb``.
 
     Besides the signature methods: ``predict`` (raw arrays), ``metadata``,
     ``status`` (``GetModelStatus``) and ``last_model_spec`` (the model_spec of
@@ -238,17 +227,9 @@ class SptClient(GrpcTransport, SptMethods):
 
 
 class SptRestClient(RestTransport, SptMethods):
-    """REST client of TF Serving (``/v1/models/<name>[/versions/<v>]:predict``, columnar JSON).
-
-    Binary inputs and outputs (names ending in ``_bytes``) travel as
-    ``{"b64": ...}``, as TF Serving's REST API requires.
-
-    Args:
-      url: ``http://host:8501``.
-      model_name: the served model's name.
-      version: a fixed version, or None for the newest.
-      timeout: seconds per request.
-    """
+    """REST client of TF Serving: the signature methods over
+    :class:`serving.transport.RestTransport`, whose arguments it takes (``url``,
+    ``model_name``, ``version``, ``timeout``)."""
 
 
 # The CLI and its file helpers, under the names this module has always offered

@@ -41,7 +41,7 @@ def _results_figure(config, export_path: str, out_png: str, n: int = 8) -> None:
     import cv2
     import tensorflow as tf
 
-    from spt_tf import labels
+    from spt_tf import composite, labels
     from spt_tf.data import pipeline
     from spt_tf.evaluation import metrics
 
@@ -51,17 +51,17 @@ def _results_figure(config, export_path: str, out_png: str, n: int = 8) -> None:
     count = int(pool["image"].shape[0])
     pick = np.linspace(0, count - 1, min(n, count)).round().astype(int)
     batch = {k: tf.gather(v, pick) for k, v in pool.items()}
-    to_u8 = lambda x: np.clip((x.numpy() + 1.0) * 127.5, 0, 255).astype(np.uint8)  # noqa: E731
-    src = to_u8(batch["image"])
+    src = composite.to_uint8(batch["image"]).numpy()
     out = fn(image=tf.constant(src), parsing=batch["parsing"], source_keypoints=batch["keypoints"],
              target_keypoints=batch["target_keypoints"])  # fmt: skip
     src_labels = batch["parsing"].numpy()  # [n, H, W] labels
     painted = metrics.paint_parsing(src, src_labels, out["parsing"].numpy(), config.model.num_labels)
     skel = (np.max(batch["target_pose"].numpy(), -1) * 255).astype(np.uint8)
+    real = composite.to_uint8(batch["target_image"]).numpy()
     rows = []
     for i in range(src.shape[0]):
         cols = [src[i], np.repeat(skel[i][..., None], 3, -1), labels.colorize(out["parsing"][i].numpy()),
-                painted[i], out["image"][i].numpy(), to_u8(batch["target_image"])[i]]  # fmt: skip
+                painted[i], out["image"][i].numpy(), real[i]]  # fmt: skip
         rows.append(np.concatenate(cols, 1))
     grid = np.concatenate(rows, 0)
     grid = cv2.resize(grid, (grid.shape[1] * 3, grid.shape[0] * 3), interpolation=cv2.INTER_NEAREST)

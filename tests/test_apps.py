@@ -528,3 +528,19 @@ def test_model_resolution_errors(trained, tmp_path):
     with pytest.raises(predictor.ModelError, match="no checkpoint of stage"):
         os.makedirs(tmp_path / "empty_wd")
         predictor.from_workdir(str(tmp_path / "empty_wd"), testing.__file__)
+
+
+def test_cli_main_takes_an_argv_list_and_app_run_parses(tmp_path, capsys):
+    """``main`` from code with the arguments (no program name), as ``app.run`` would run it
+    after ``parse``; a missing photo fails before any model loads, naming the file."""
+    from spt_tf.apps import __main__ as cli
+
+    missing = str(tmp_path / "missing.png")
+    argv = ["edit", "--model", str(tmp_path), "--image", missing, "--sleeves", "none", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{missing}: file not found" in err
+    args = cli.parse(["python -m spt_tf.apps", *argv])
+    assert (args.command, args.image, args.sleeves) == ("edit", missing, "none")

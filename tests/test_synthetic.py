@@ -282,3 +282,12 @@ def test_cli_and_sample_figure(tmp_path):
     grid = formats.read_image(fig)
     zoom = int(np.ceil(192 / 32))
     assert grid.shape == (3 * 32 * zoom, 4 * (16 * zoom + 4), 3)
+
+
+def test_cli_flags_parser_for_app_run(tmp_path):
+    """``parse_flags`` (``app.run``'s flags parser: ``argv[0]`` is the program) gives the
+    arguments ``main`` parses from code."""
+    argv = ["--out", str(tmp_path), "--identities", "2", "--poses_per_identity", "3", "--workers", "2"]
+    a = synthetic.parse_flags(["python -m spt_tf.data.synthetic", *argv])
+    assert (a.out, a.identities, a.poses_per_identity, a.workers) == (str(tmp_path), 2, 3, 2)
+    assert (a.height, a.width, a.seed, a.test_fraction, a.figure) == (128, 64, 0, 0.2, "")

@@ -15,6 +15,7 @@ Examples (docs/applications.md has worked ones with figures)::
 
 Exit status 0 on success; 2 with a one-line ``error: ...`` on bad input
 (unreadable files, no person / missing torso joints, size mismatches).
+From code, :func:`main` takes the arguments without the program name.
 """
 
 from __future__ import annotations
@@ -177,7 +178,20 @@ def _errors():
     return (formats.FormatError, keypoints.KeypointError, parsing.EditError, predictor.ModelError)
 
 
-def main(args) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``app.run``'s flags parser: ``argv[0]`` is the program."""
+    return build_parser().parse_args(argv[1:])
+
+
+def main(argv=None) -> None:
+    """Runs the CLI and prints the written files; on bad input, exits with status 2 and
+    a one-line ``error: ...`` on stderr.
+
+    Args:
+      argv: the parsed arguments (from :func:`parse`, under ``app.run``), or the
+        command-line arguments without the program name (None: ``sys.argv[1:]``).
+    """
+    args = argv if isinstance(argv, argparse.Namespace) else build_parser().parse_args(argv)
     try:
         result = run(args)
     except _errors() as e:
@@ -188,9 +202,5 @@ def main(args) -> None:
     logging.info("done")
 
 
-def _parse(argv):
-    return build_parser().parse_args(argv[1:])
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=parse)

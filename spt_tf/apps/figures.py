@@ -12,12 +12,8 @@ import numpy as np
 
 from spt_tf import labels
 from spt_tf.apps import keypoints as kp_lib
+from spt_tf.skeleton import SKELETON  # the 17 COCO-18 links, TF-free
 
-# The 17 COCO-18 skeleton links (spt_tf.geometry.SKELETON, kept TF-free here; a test checks it).
-SKELETON = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
-)  # fmt: skip
 # One colour per link, OpenPose style (right side warm, left side cool).
 LINK_COLOURS = (
     (255, 85, 0), (0, 170, 255), (255, 170, 0), (255, 255, 0), (0, 85, 255), (0, 0, 255),

@@ -1,7 +1,7 @@
 """Keypoints of custom images: OpenPose JSON, the pose detector P, annotation CSVs.
 
 Everything returns float32 ``[18, 2]`` ``(y, x)`` image pixels in COCO-18
-order (``spt_tf.geometry.KEYPOINT_NAMES``) with ``-1`` for a missing joint, the
+order (``spt_tf.skeleton.KEYPOINT_NAMES``) with ``-1`` for a missing joint, the
 convention of the whole project.
 
 OpenPose JSON: ``{"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}]}``
@@ -12,7 +12,7 @@ BODY_25 model. A joint with confidence ``c <= threshold`` (OpenPose writes
 Index convention of the eyes and ears: OpenPose's COCO model writes
 ``14 REye, 15 LEye, 16 REar, 17 LEar``; the field's annotation CSVs
 (DeepFashion, Market-1501) were made by such a detector and keep that index
-layout, although pose-gan (and ``geometry.KEYPOINT_NAMES``) label 14..17
+layout, although pose-gan (and ``skeleton.KEYPOINT_NAMES``) label 14..17
 ``Leye, Reye, Lear, Rear``. BODY_25 is converted to the OpenPose COCO index
 layout (``REye -> 14``, ...), so a BODY_25 file and a COCO file of the same
 photo give the same array. Every geometry op treats the two eyes (and ears)
@@ -28,15 +28,9 @@ import numpy as np
 
 from spt_tf.data import formats
 
-# As spt_tf.geometry.KEYPOINT_NAMES (a test checks it): not imported, which keeps
-# this module free of TensorFlow.
-KEYPOINT_NAMES = (
-    "nose", "neck", "Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip",
-    "Rkne", "Rank", "Lhip", "Lkne", "Lank", "Leye", "Reye", "Lear", "Rear",
-)  # fmt: skip
-NUM_KEYPOINTS = len(KEYPOINT_NAMES)
-KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
-MISSING = -1.0
+# The COCO-18 layout from the TF-free spt_tf.skeleton (spt_tf.geometry would load TensorFlow);
+# other app modules use these names through this module.
+from spt_tf.skeleton import KEYPOINT_NAMES, KP, MISSING, NUM_KEYPOINTS
 
 # SPT needs the torso: body scale, the torso part transform and the pairs rule
 # of the field (images lacking both shoulders or both hips are dropped).

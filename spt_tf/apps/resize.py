@@ -19,7 +19,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-MISSING = -1.0
+from spt_tf.skeleton import MISSING
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +144,9 @@ def _resize(array: np.ndarray, h: int, w: int, labels: bool) -> np.ndarray:
     if labels:
         interp = cv2.INTER_NEAREST
     else:
-        # INTER_AREA when shrinking avoids aliasing; bilinear when enlarging.
+        # INTER_AREA when shrinking avoids aliasing; bilinear when enlarging. Unlike the training
+        # pipeline's bilinear tf.image.resize (spt_tf/data/pipeline.py), on purpose: photos may be
+        # many times the model's size, where bilinear without antialiasing aliases.
         interp = cv2.INTER_AREA if h * w < array.shape[0] * array.shape[1] else cv2.INTER_LINEAR
     out = cv2.resize(array, (w, h), interpolation=interp)
     return out.reshape((h, w) + array.shape[2:])

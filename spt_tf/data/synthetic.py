@@ -51,20 +51,18 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from absl.flags import argparse_flags
 
 from spt_tf import labels as L
 from spt_tf.data import formats
 
-# COCO-18 order; tests check it equals spt_tf.geometry.KEYPOINT_NAMES (not imported
-# here: that would load TensorFlow into every generator process).
-KEYPOINT_NAMES = (
-    "nose", "neck", "Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip",
-    "Rkne", "Rank", "Lhip", "Lkne", "Lank", "Leye", "Reye", "Lear", "Rear",
-)  # fmt: skip
-_K = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+# COCO-18 constants from the TF-free spt_tf.skeleton (spt_tf.geometry would load TensorFlow
+# into every generator process); KEYPOINT_NAMES stays importable from this module.
+from spt_tf.skeleton import KEYPOINT_NAMES, KP, SKELETON  # noqa: F401
 
 UPPER_KINDS = ("sleeveless", "short", "long")
 LOWER_KINDS = ("pants", "shorts", "skirt")
@@ -388,7 +386,7 @@ def _build(ident: Identity, pose: Pose):
 
     kp = [None] * 18
     neck3 = (0.0, 0.0, 0.0)
-    kp[_K["neck"]] = up(neck3)
+    kp[KP["neck"]] = up(neck3)
 
     scene = _Scene()
     groups = {g: [] for g in range(10)}  # drawing groups, see below
@@ -404,7 +402,7 @@ def _build(ident: Identity, pose: Pose):
         wri = _add(elb, d2, ident.forearm)
         hand = _add(wri, d2, 0.03)
         for n, p in zip(names, (sho, elb, wri)):
-            kp[_K[n]] = up(p)
+            kp[KP[n]] = up(p)
         lab = sh_lab[lateral]
         segs = (
             (sho, elb, ident.arm_r, ident.arm_r * 0.85, "upper"),
@@ -441,7 +439,7 @@ def _build(ident: Identity, pose: Pose):
         ank = _add(kne, d2, ident.shin)
         toe = _add(ank, (0.0, 0.35, 1.0), ident.foot_len)
         for n, p in zip(names, (hip, kne, ank)):
-            kp[_K[n]] = proj(p)
+            kp[KP[n]] = proj(p)
         leg_pts[lateral] = (proj(hip), proj(kne), proj(ank))
         dep = sum(depth(p) for p in (hip, kne, ank)) / 3
         shade = dep < -0.02
@@ -541,7 +539,7 @@ def _build(ident: Identity, pose: Pose):
     visible = {}
     for n, (pos, normal, thresh) in face_pts.items():
         visible[n] = facing(normal) > thresh
-        kp[_K[n]] = head_pt(pos) if visible[n] else None
+        kp[KP[n]] = head_pt(pos) if visible[n] else None
 
     angle_deg = pose.roll + pose.head_roll
     fx = sin_t  # screen-x component of the facing direction
@@ -564,11 +562,11 @@ def _build(ident: Identity, pose: Pose):
         axes = (rx * (0.86 - 0.12 * abs(fx)), ry * (1.0 - top) / 2)
         head_items.append(("ellipse", (face_c, axes, angle_deg), L.FACE, _SKIN))
         if visible["nose"] and abs(fx) > 0.5:  # the nose shows in profile
-            head_items.append(("capsule", (kp[_K["nose"]], kp[_K["nose"]], rx * 0.16, rx * 0.16),
+            head_items.append(("capsule", (kp[KP["nose"]], kp[KP["nose"]], rx * 0.16, rx * 0.16),
                                L.FACE, _SKIN))  # fmt: skip
         for eye in ("Leye", "Reye"):
             if visible[eye]:
-                e = kp[_K[eye]]
+                e = kp[KP[eye]]
                 head_items.append(("capsule", (e, e, rx * 0.13, rx * 0.13), L.FACE, _FEATURE))
         if cos_t > 0.5:
             m0, m1 = head_pt((-0.25, 0.55, 0.9)), head_pt((0.25, 0.55, 0.9))
@@ -661,8 +659,8 @@ def _render_scene(ident, pose, background, scene, kp):
     index = material
     if ident.upper_texture != "solid" or ident.lower_texture != "solid":
         yy, xx = _grid(h, w)
-        dy = yy - np.float32(kp[_K["neck"]][1] * scale + oy)  # textures move with the person
-        dx = xx - np.float32(kp[_K["neck"]][0] * scale + ox)
+        dy = yy - np.float32(kp[KP["neck"]][1] * scale + oy)  # textures move with the person
+        dx = xx - np.float32(kp[KP["neck"]][0] * scale + ox)
         period = max(ident.texture_period * scale, 2.0)
         bits = [_texture(t, dy, dx, period, ident.texture_angle)
                 for t in (ident.upper_texture, ident.lower_texture)]  # fmt: skip
@@ -705,7 +703,7 @@ def render_example(seed: int, identity: int, pose_index: int, height: int, width
     background = sample_background(rng, height, width, avoid)
     image, labels, kp = _render_scene(ident, pose, background, *built)
     for n in ("Rsho", "Lsho", "Rhip", "Lhip"):
-        if (kp[_K[n]] < 0).any():  # by construction; a failure here is a bug
+        if (kp[KP[n]] < 0).any():  # by construction; a failure here is a bug
             raise AssertionError(f"keypoint {n} of identity {identity} pose {pose_index} missing")
     return ident, pose, background, image, labels, kp
 
@@ -852,8 +850,6 @@ def sample_figure(data_dir: str, out_png: str, n: int = 8) -> str:
     Returns:
       ``out_png``.
     """
-    from spt_tf.geometry import SKELETON  # TensorFlow loads only when a figure is made
-
     rows = _read_identities(os.path.join(data_dir, "identities.csv"))
     seen, picked = set(), []
     for row in rows:  # one image per identity first, then fill up
@@ -896,9 +892,10 @@ def sample_figure(data_dir: str, out_png: str, n: int = 8) -> str:
 # ---------------------------------------------------------------------------- CLI
 
 
-def main(argv=None) -> dict:
-    """Command line: see the module docstring (argparse, so no global absl flags are defined)."""
-    p = argparse.ArgumentParser(prog="python -m spt_tf.data.synthetic", description=__doc__.split("\n")[0])
+def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argparse.ArgumentParser:
+    """The CLI parser (``parser_class=argparse.ArgumentParser``: without absl's own flags)."""
+    p = parser_class(prog="python -m spt_tf.data.synthetic", description=__doc__.split("\n")[0],
+                     **kwargs)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--identities", type=int, required=True)
     p.add_argument("--poses_per_identity", type=int, required=True)
@@ -908,7 +905,11 @@ def main(argv=None) -> dict:
     p.add_argument("--test_fraction", type=float, default=0.2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--figure", default="", help="also write a sample figure to this .png")
-    a = p.parse_args(argv)
+    return p
+
+
+def run(a: argparse.Namespace) -> dict:
+    """Generates the dataset the parsed flags describe; prints and returns the summary."""
     summary = generate(
         a.out, a.identities, a.poses_per_identity, a.height, a.width, a.seed,
         test_fraction=a.test_fraction, workers=a.workers,
@@ -923,5 +924,25 @@ def main(argv=None) -> dict:
     return summary
 
 
+def main(argv: Sequence[str] | None = None) -> dict:
+    """The command line from code: ``argv`` without the program name (None: ``sys.argv[1:]``).
+
+    Prints and returns the summary of :func:`generate`.
+    """
+    return run(build_parser(argparse.ArgumentParser).parse_args(argv))
+
+
+def parse_flags(argv: list[str]) -> argparse.Namespace:
+    """``flags_parser`` of ``absl.app.run``: ``argv[0]`` is the program; absl's flags too."""
+    return build_parser().parse_args(argv[1:])
+
+
+def app_main(args: argparse.Namespace) -> None:
+    """``main`` of ``absl.app.run`` (which exits with the returned value: None here)."""
+    run(args)
+
+
 if __name__ == "__main__":
-    main()
+    from absl import app
+
+    app.run(app_main, flags_parser=parse_flags)
