@@ -1,13 +1,14 @@
 """Selects a config by argument: `--config=configs/spt.py:DATASET[,ABLATION]`.
 
-DATASET is one of synthetic, market, deepfashion, testing; ABLATION one of
+DATASET is one of synthetic, market, deepfashion (256x256, the paper),
+deepfashion176 (256x176, the field's later protocol), testing; ABLATION one of
 e2e (default, SPT), ts_pred, ts_gt, baseline (the paper, Sec. 4.3 and Table 1).
 """
 
 import importlib
 
 ABLATIONS = ("e2e", "ts_pred", "ts_gt", "baseline")
-DATASETS = ("synthetic", "market", "deepfashion", "testing")
+DATASETS = ("synthetic", "market", "deepfashion", "deepfashion176", "testing")
 
 
 def get_config(arg: str = "synthetic"):

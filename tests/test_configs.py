@@ -53,7 +53,18 @@ def test_deepfashion_values_of_the_paper():
     assert c.data.annotations_train == "fasion-resize-annotation-train.csv"  # sic, the field's name
 
 
-@pytest.mark.parametrize("dataset", ("market", "deepfashion"))
+def test_deepfashion176_is_the_fields_protocol():
+    c, paper = spt.get_config("deepfashion176"), spt.get_config("deepfashion")
+    assert (c.data.height, c.data.width) == (256, 176)
+    assert c.data.annotations_test == "fasion-resize-annotation-test.csv"
+    assert c.data.pairs_test == "fasion-resize-pairs-test.csv"
+    # Everything but the frame, the name and the root is the paper's DeepFashion config.
+    for section in ("model", "loss", "train", "eval"):
+        assert c[section].to_dict() == paper[section].to_dict(), section
+    assert c.data.sigma == paper.data.sigma and c.data.mask_radius == paper.data.mask_radius
+
+
+@pytest.mark.parametrize("dataset", ("market", "deepfashion", "deepfashion176"))
 def test_shared_paper_values(dataset):
     c = spt.get_config(dataset)
     assert c.data.sigma == 6.0 and c.data.mask_radius == 4.0

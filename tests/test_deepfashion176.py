@@ -1,0 +1,67 @@
+"""The 256x176 DeepFashion config runs at its real size: every stage of Algorithm 1 (progressive
+included) for 2 steps, the export and an evaluation, on synthetic people drawn at 256x176.
+
+The widths are the testing config's (the full networks cost minutes a step on a CPU); the
+frame, the depths (and so the padding of a width that is no power of two), the progressive
+generator and the face crop are the config's.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from configs import spt, testing
+from spt_tf import evaluation
+from spt_tf.data import formats, synthetic
+from spt_tf.evaluation import evaluator
+from spt_tf.export import module
+from spt_tf.training import loop
+
+SMALL = ("width_multiplier", "dropout", "d_layers", "d_filters", "pose_blocks", "pose_filters",
+         "parser_width_multiplier", "vgg_weights")  # fmt: skip
+
+
+def _config(root):
+    c = spt.get_config("deepfashion176")
+    small = testing.get_config()
+    for key in SMALL:
+        c.model[key] = small.model[key]
+    c.model.face_crop_size = 16
+    for key, value in small.train.items():
+        if key.endswith("_steps") or key in ("checkpoint_every", "log_every", "image_every", "xla",
+                                               "min_pose_pckh"):  # fmt: skip
+            c.train[key] = value
+    c.train.batch_size = 2
+    c.eval.batch_size = 2
+    c.eval.inception_weights = ""
+    c.data.root = root
+    # The synthetic set's file names (the config's own are the field's: tests/test_configs.py).
+    for key in ("annotations_train", "annotations_test", "pairs_train", "pairs_test", "pseudo_pairs",
+                "identities"):  # fmt: skip
+        c.data[key] = testing.get_config().data[key]
+    return c
+
+
+def test_every_stage_export_and_evaluation_at_256x176(tmp_path):
+    data = str(tmp_path / "data")
+    synthetic.generate(data, identities=4, poses_per_identity=2, height=256, width=176, seed=5,
+                       test_fraction=0.5)  # fmt: skip
+    names = list(formats.read_annotations(os.path.join(data, "annotation-train.csv")))
+    formats.write_pairs(os.path.join(data, "pseudo-pairs.csv"),
+                        [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)])  # fmt: skip
+    c = _config(data)
+    assert (c.data.height, c.data.width) == (256, 176) and c.model.progressive
+    wd = str(tmp_path / "wd")
+    summaries = loop.run(c, wd, "all", validators=evaluation.stage_validators())
+    assert [s["stage"] for s in summaries] == list(loop.STAGES + loop.PROGRESSIVE_STAGES)
+    for s in summaries:
+        assert s["final_step"] == 2 and all(np.isfinite(v) for v in s["losses"].values()), s
+
+    export = module.export(c, wd, str(tmp_path / "export"))
+    sig = tf.saved_model.load(export).signatures["serving_default"]
+    assert sig.structured_input_signature[1]["image"].shape.as_list() == [None, 256, 176, 3]
+    results = evaluator.run(c, None, str(tmp_path / "eval"), saved_model=export, max_pairs=2,
+                            skip_inception=True)  # fmt: skip
+    assert results["num_pairs"] == 2
+    assert np.isfinite(results["rows"]["model"]["ssim"]) and np.isfinite(results["rows"]["model"]["l1"])
