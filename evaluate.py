@@ -1,11 +1,12 @@
-"""Evaluates SPT on the test pairs: IS, mask-IS, SSIM, mask-SSIM, FID, L1, mIoU, PCKh.
+"""Evaluates SPT on the test pairs: IS, mask-IS, SSIM, mask-SSIM, FID, LPIPS, L1, mIoU, PCKh.
 
 `python evaluate.py --config=configs/spt.py:synthetic --workdir=runs/demo/train`
 (latest joint / appearance checkpoint) or `--saved_model=runs/demo/export/1
 --out_dir=runs/demo/eval`. Writes OUT_DIR/results.json, results.md (the table,
 with the "copy the source image" / "copy the source parsing" baselines) and
 samples_NN.png; OUT_DIR defaults to WORKDIR/eval. Inception weights come from
-`--config.eval.inception_weights` ("imagenet" or a file); see docs/evaluation.md.
+`--config.eval.inception_weights` ("imagenet" or a file), LPIPS weights from
+`--config.eval.lpips_weights` (a file, docs/lpips.md); see docs/evaluation.md.
 """
 
 import os
@@ -22,7 +23,7 @@ from spt_tf import memory
 memory.use_system_allocator_for_onednn()
 memory.limit_malloc_retention()
 
-from spt_tf.evaluation import evaluator, inception  # noqa: E402
+from spt_tf.evaluation import evaluator, inception, lpips  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/spt.py:synthetic", "Config file (and argument).", lock_config=True
@@ -46,10 +47,11 @@ flags.DEFINE_string("out_dir", None, "Output directory (default WORKDIR/eval).")
 flags.DEFINE_bool(
     "allow_random_weights",
     False,
-    "Compute IS / FID with random Inception weights when "
-    "config.eval.inception_weights is empty (smoke tests; every output is marked).",
+    "Compute IS / FID / LPIPS with random Inception / AlexNet weights when "
+    "config.eval.inception_weights / lpips_weights is empty (smoke tests; every output is marked).",
 )
 flags.DEFINE_bool("skip_inception", False, "Leave IS, mask-IS and FID out (no Inception network).")
+flags.DEFINE_bool("skip_lpips", False, "Leave LPIPS out (no AlexNet; config.eval.lpips_weights unused).")
 flags.DEFINE_string(
     "fid_cache_dir", None, "Cache of the real FID statistics (default: parent of --out_dir)."
 )
@@ -86,11 +88,12 @@ def main(argv):
             allow_random_weights=FLAGS.allow_random_weights,
             split=FLAGS.split,
             skip_inception=FLAGS.skip_inception,
+            skip_lpips=FLAGS.skip_lpips,
             fid_cache_dir=FLAGS.fid_cache_dir,
             num_samples=FLAGS.num_samples,
             parser_workdir=FLAGS.parser_workdir,
         )
-    except (inception.InceptionWeightsError, evaluator.IncompleteCheckpointError) as e:
+    except (inception.InceptionWeightsError, lpips.LPIPSWeightsError, evaluator.IncompleteCheckpointError) as e:
         sys.exit(f"evaluate.py: {type(e).__name__}: {e}")
     print(os.path.join(out_dir, "results.md"))
 

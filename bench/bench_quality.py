@@ -183,7 +183,7 @@ def main(argv=None):
                     secs += _run([py, "train.py", *common, "--stage=joint",
                                   f"--config.train.joint_steps={a.joint_steps}"], os.path.join(wd, "joint.log"))  # fmt: skip
                 timings[f"{name}_train"] = secs
-                timings[f"{name}_eval"] = _run([py, "evaluate.py", *common, "--skip_inception",
+                timings[f"{name}_eval"] = _run([py, "evaluate.py", *common, "--skip_inception", "--skip_lpips",
                                                 f"--parser_workdir={shared}"], os.path.join(wd, "eval.log"))  # fmt: skip
             with open(res_json) as f:
                 rows = json.load(f)["rows"]

@@ -207,6 +207,9 @@ def get_config() -> ml_collections.ConfigDict:
     e.inception_weights = "imagenet"
     # IS splits.
     e.is_splits = 10
+    # LPIPS v0.1 AlexNet-lin weights: a .npz file (docs/lpips.md says how to make it from the
+    # official ones), or "" (refused unless allowed random; skip with --skip_lpips).
+    e.lpips_weights = ""
     # Batches the evaluator's input pipeline may hold ahead (conditioning, prefetch);
     # bounds its memory (a conditioned 256x256 batch of 16 is ~0.25 GB). 0 = AUTOTUNE.
     e.buffer_batches = 1

@@ -128,13 +128,13 @@ def run(workdir: str) -> dict:
 
     from spt_tf.evaluation import evaluator
 
-    # No Inception weights can be downloaded on the demo machine: IS / FID are left out
-    # (say so); the ground-truth metrics (SSIM, mask-SSIM, L1, mIoU, PCKh, parser mIoU)
+    # No Inception or LPIPS weights can be downloaded on the demo machine: IS / FID /
+    # LPIPS are left out (say so); the ground-truth metrics (SSIM, mask-SSIM, L1, mIoU, PCKh, parser mIoU)
     # and the baselines (paint the predicted / true parsing, copy the source) are
     # computed from the checkpoints.
-    logging.warning("demo: IS, mask-IS and FID skipped (no Inception weights offline)")
+    logging.warning("demo: IS, mask-IS, FID and LPIPS skipped (no Inception / AlexNet weights offline)")
     summary["eval"] = evaluator.run(config, train_dir, os.path.join(workdir, "eval"), skip_inception=True,
-                                    parser_workdir=train_dir)
+                                    skip_lpips=True, parser_workdir=train_dir)
 
     results = os.path.join(workdir, "results.png")
     _results_figure(config, path, results)

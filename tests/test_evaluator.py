@@ -305,6 +305,22 @@ def test_rejects_bad_arguments(trained, tmp_path):
         evaluator.saved_model_generator(config, str(tmp_path))
 
 
+def test_lpips_needs_weights_or_permission_and_skips_small_images(trained, tmp_path):
+    """LPIPS at a size AlexNet can read is refused without weights, before anything is built;
+    below 31x31 it is left out with a note; --skip_lpips leaves it out."""
+    from spt_tf.evaluation import lpips
+
+    config = trained["config"].copy_and_resolve_references()
+    config.data.height, config.data.width = 64, 32
+    with pytest.raises(lpips.LPIPSWeightsError, match="lpips"):
+        evaluator.run(config, trained["workdir"], str(tmp_path / "refused"), max_pairs=2, skip_inception=True)
+    assert not os.path.exists(tmp_path / "refused")
+    small = evaluator.run(trained["config"], trained["workdir"], str(tmp_path / "small"), max_pairs=2,
+                          skip_inception=True, allow_random_weights=True)  # fmt: skip
+    assert small["lpips"] is None and small["rows"]["model"]["lpips"] is None
+    assert any("smaller than AlexNet" in n for n in small["notes"])
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -48,9 +48,11 @@ class ImageRow:
       num_labels: parsing labels.
       person_only: the row is judged only on showing the target person
         (P, human parser): no SSIM / L1.
+      with_lpips: keep the mean LPIPS distance to the real targets.
 
     Attributes:
       ssim, mask_ssim, l1: :class:`Mean` of the per-pair values.
+      lpips: :class:`Mean` of the per-pair LPIPS distances, or None.
       inception_score, mask_inception_score: :class:`metrics.StreamingInceptionScore`,
         or None without Inception.
       features: :class:`FeatureStatistics` of the pool features, or None.
@@ -60,9 +62,11 @@ class ImageRow:
     """
 
     def __init__(self, with_inception: bool, with_pose: bool, num_pairs: int, splits: int,
-                 with_parser: bool = False, num_labels: int = 10, person_only: bool = False):  # fmt: skip
+                 with_parser: bool = False, num_labels: int = 10, person_only: bool = False,
+                 with_lpips: bool = False):  # fmt: skip
         self.person_only = bool(person_only)
         self.ssim, self.mask_ssim, self.l1 = Mean(), Mean(), Mean()
+        self.lpips = Mean() if with_lpips and not self.person_only else None
         # IS and mask-IS as running sums (the logits are not kept: 4 KB a pair each).
         self.inception_score = self.mask_inception_score = None
         if with_inception:

@@ -58,6 +58,7 @@ from spt_tf import composite, memory
 from spt_tf.data import formats, pipeline
 from spt_tf.evaluation import fid_cache, metrics, report
 from spt_tf.evaluation import inception as inception_lib
+from spt_tf.evaluation import lpips as lpips_lib
 from spt_tf.evaluation.accumulators import ImageRow
 from spt_tf.evaluation.feature_statistics import (
     FeatureStatistics,
@@ -154,6 +155,7 @@ def run(
     split: str = "test",
     *,
     skip_inception: bool = False,
+    skip_lpips: bool = False,
     inception_size: int = inception_lib.DEFAULT_SIZE,
     fid_cache_dir: str | None = None,
     num_samples: int = 16,
@@ -178,6 +180,9 @@ def run(
       split: "test" (data.pairs_test) or "train" (data.pairs_train, the
         training images).
       skip_inception: leave IS, mask-IS and FID out (no Inception at all).
+      skip_lpips: leave LPIPS out. It is also left out, with a note, for images
+        smaller than AlexNet's 31x31; otherwise it needs ``config.eval.lpips_weights``
+        (random weights only with ``allow_random_weights``, every output marked).
       inception_size: Inception input side; below 299 for tests only (marked
         as not comparable).
       fid_cache_dir: where the real FID statistics are cached (default: the
@@ -193,6 +198,7 @@ def run(
     Raises:
       inception.InceptionWeightsError: no Inception weights and random ones not
         allowed (before anything else runs), or weights that cannot be loaded.
+      lpips.LPIPSWeightsError: likewise for LPIPS.
       ValueError / FileNotFoundError: bad arguments, no checkpoint, no pairs,
         fewer pairs than IS splits.
     """
@@ -237,8 +243,16 @@ def run(
             "TensorFlow starts",
             n_pairs,
         )
+    lpips_note = None
+    use_lpips = not skip_lpips and min(h, w) >= lpips_lib.MIN_SIZE
+    if skip_lpips:
+        lpips_note = "LPIPS: skipped (--skip_lpips)"
+    elif not use_lpips:
+        lpips_note = f"LPIPS: not computed, {h}x{w} images are smaller than AlexNet's {lpips_lib.MIN_SIZE}x{lpips_lib.MIN_SIZE}"
     if use_inception:  # a refusal comes before anything is built or written
         inception_lib.check_weights_policy(config.eval.inception_weights, allow_random_weights)
+    if use_lpips:
+        lpips_lib.check_weights_policy(config.eval.get("lpips_weights", ""), allow_random_weights)
     if saved_model:
         gen = saved_model_generator(config, saved_model)
     else:
@@ -248,6 +262,7 @@ def run(
         inc = inception_lib.InceptionFeatures(
             config.eval.inception_weights, allow_random_weights, inception_size
         )
+    lp = lpips_lib.LPIPS(config.eval.get("lpips_weights", ""), allow_random_weights) if use_lpips else None
     parse, parser_note = None, None
     if parser_workdir or workdir:
         parse, parser_info = restore_human_parser(config, parser_workdir or workdir)
@@ -274,7 +289,7 @@ def run(
         image_rows.insert(1, "paint_predicted_parsing")
     rows = {
         name: ImageRow(use_inception and name not in PERSON_ONLY_ROWS, with_pose, n_pairs, splits, with_parser,
-                       num_labels, person_only=name in PERSON_ONLY_ROWS)
+                       num_labels, person_only=name in PERSON_ONLY_ROWS, with_lpips=use_lpips)
         for name in image_rows
     }  # fmt: skip
     conf = {
@@ -321,6 +336,8 @@ def run(
                     row.ssim.update(ssim_fn(real, images).numpy())
                     row.mask_ssim.update(mask_ssim_fn(real, images, masks).numpy())
                     row.l1.update(metrics.l1_distance(images.numpy(), real_np))
+                if row.lpips is not None:
+                    row.lpips.update(lp(images.numpy(), real_np))
                 if row.inception_score is not None:
                     masked = metrics.apply_mask(images, tf.cast(masks, tf.uint8))
                     logits, pool = inc(tf.concat([images, masked], 0))
@@ -356,6 +373,8 @@ def run(
             split=split,
             generator=gen,
             inception=inc,
+            lpips=lp,
+            lpips_note=lpips_note,
             rows=rows,
             confusions=conf,
             real=real_stats,

@@ -32,13 +32,14 @@ COLUMNS = (
     ("ssim", "SSIM"),
     ("mask_ssim", "mask-SSIM"),
     ("fid", "FID"),
+    ("lpips", "LPIPS"),
     ("l1", "L1"),
     ("miou", "mIoU"),
     ("pixel_accuracy", "pixel acc"),
     ("pckh", "PCKh"),
     ("parser_miou", "parser mIoU"),
 )
-IMAGE_METRICS = ("is", "mask_is", "ssim", "mask_ssim", "fid", "l1", "pckh", "parser_miou")
+IMAGE_METRICS = ("is", "mask_is", "ssim", "mask_ssim", "fid", "lpips", "l1", "pckh", "parser_miou")
 PARSING_METRICS = ("miou", "pixel_accuracy")
 
 # The field's mask (PG2, Market-1501 at 128 x 64): disc radius 4, closing 5;

@@ -44,6 +44,8 @@ class Measurements:
       generator: the evaluated :class:`Generator`.
       inception: the :class:`spt_tf.evaluation.inception.InceptionFeatures`, or
         None when IS / FID were skipped.
+      lpips: the :class:`spt_tf.evaluation.lpips.LPIPS`, or None when skipped.
+      lpips_note: why there is no LPIPS, or None.
       rows: the image rows' accumulators by row name.
       confusions: the parsing confusion matrices of the rows judged on parsing
         (``"model"``: H_S's prediction, ``"copy_source_parsing"``).
@@ -60,6 +62,8 @@ class Measurements:
     split: str
     generator: Generator
     inception: object | None
+    lpips: object | None
+    lpips_note: str | None
     rows: dict[str, ImageRow]
     confusions: dict[str, np.ndarray]
     real: RealStatistics | None
@@ -79,6 +83,10 @@ def _notes_and_warnings(m: Measurements) -> tuple[list[str], list[str]]:
         warnings.extend(m.inception.warnings)
     else:
         notes.append("IS, mask-IS, FID: skipped (--skip_inception)")
+    if m.lpips is not None:
+        warnings.extend(m.lpips.warnings)
+    elif m.lpips_note:
+        notes.append(m.lpips_note)
     if m.generator.pose_note:
         (notes if m.generator.kind == "saved_model" else warnings).append(m.generator.pose_note)
     if m.parser_note:
@@ -108,6 +116,8 @@ def _table(m: Measurements, notes: list[str]) -> dict:
             r["ssim"], r["ssim_nan"] = row.ssim.value(), row.ssim.nan
             r["mask_ssim"], r["mask_ssim_nan"] = row.mask_ssim.value(), row.mask_ssim.nan
             r["l1"] = row.l1.value()
+            if row.lpips is not None:
+                r["lpips"] = row.lpips.value()
             for key in ("ssim", "mask_ssim"):
                 if r[f"{key}_nan"]:
                     notes.append(
@@ -150,7 +160,7 @@ def results(m: Measurements) -> dict:
     config, gen, inc = m.config, m.generator, m.inception
     out = {
         "warnings": warnings,
-        "comparable": bool(inc is None or inc.comparable),
+        "comparable": bool((inc is None or inc.comparable) and (m.lpips is None or m.lpips.comparable)),
         "dataset": str(config.data.name),
         "split": m.split,
         "num_pairs": m.num_pairs,
@@ -169,6 +179,9 @@ def results(m: Measurements) -> dict:
                 "count": m.real.stats.count,
             },
         },
+        "lpips": None
+        if m.lpips is None
+        else {"weights": m.lpips.description, "random": m.lpips.random, "version": "0.1", "net": "alex"},
         "ssim": {
             "sigma": metrics.SSIM_SIGMA,
             "sample_covariance": False,
@@ -258,6 +271,8 @@ def markdown(results: dict) -> str:
             f"IS splits {inc['is_splits']}; real FID statistics {fs['status']} "
             f"(`{os.path.basename(fs['path'])}`)"
         )
+    lp = r.get("lpips")
+    out.append("- LPIPS: not run" if lp is None else f"- LPIPS v{lp['version']} {lp['net']}-lin, weights: {lp['weights']}")
     m, p = r["mask"], r["pose_detector"]
     out.append(
         f"- SSIM: Gaussian σ 1.5, population covariance, per channel, data range of the generated "
