@@ -31,9 +31,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-NUM_LABELS = 10  # spt_tf.labels.NUM_LABELS; kept literal so serving needs no spt_tf import
-NUM_KEYPOINTS = 18
-MISSING = -1.0
+from spt_tf.labels import NUM_LABELS
+from spt_tf.skeleton import MISSING, NUM_KEYPOINTS
+
 DEFAULT_KEYPOINT_MARGIN = 2.0  # pixels, as spt_tf.data.formats.read_annotations
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
