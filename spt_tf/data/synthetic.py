@@ -34,10 +34,17 @@ Files (``generate``; ``docs/data.md`` documents them)::
 Every image draws its randomness from ``(seed, identity, pose)`` alone, so the
 same seed gives the same bytes whatever the number of workers.
 
+Poses from a real annotation file (``poses_from``, ``--poses_from``): each image
+takes the 2-D keypoints of an eligible row of the file instead of joint angles
+(rows, views and the row choice: :mod:`spt_tf.data.pose_bank`; drawing:
+``_build_from_keypoints``); missing joints stay missing. ``docs/data.md``,
+"Synthetic people in real poses", has the rules.
+
 CLI::
 
   python -m spt_tf.data.synthetic --out DIR --identities N --poses_per_identity K \\
       --height H --width W --seed S [--test_fraction F] [--workers J] [--figure PNG]
+      [--poses_from ANNOTATION_CSV [--poses_min_limb_joints M]]
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ import numpy as np
 from absl.flags import argparse_flags
 
 from spt_tf import labels as L
-from spt_tf.data import formats
+from spt_tf.data import formats, pose_bank
 
 # COCO-18 constants from the TF-free spt_tf.skeleton (spt_tf.geometry would load TensorFlow
 # into every generator process); KEYPOINT_NAMES stays importable from this module.
@@ -136,6 +143,20 @@ class Pose:
     x_jitter: float  # in [-1, 1] of the free horizontal margin
     y_jitter: float
     light: float  # brightness factor of the person
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KeypointPose:
+    """A pose given by 2-D keypoints (a row of a real annotation file) and the framing."""
+
+    view: str  # front / back / side (spt_tf.data.pose_bank.classify_view)
+    yaw: float  # 0 front, 180 back, -90 / 90 side facing the image left / right
+    keypoints: np.ndarray  # [18, 2] (y, x) in the source file's pixels, -1 missing
+    source: str  # the row's name in the source file
+    height_frac: float
+    x_jitter: float
+    y_jitter: float
+    light: float
 
 
 def _colour(rng, lo=0.15, hi=0.95, sat=(0.2, 0.9)) -> tuple:
@@ -362,6 +383,18 @@ class _Scene:
                 cv2.ellipse(canvas, e_c[i], e_ax[i], self.ells[i][4], 0, 360, value, -1, line, 4)
 
 
+# Face points on the head: position and outward normal in head radii (x left, y down,
+# z forward, around the head centre) and the facing threshold below which the view hides
+# the point (``_build``).
+_FACE_POINTS = {
+    "nose": ((0.0, 0.22, 1.0), (0.0, 0.0, 1.0), -0.2),
+    "Leye": ((0.36, -0.05, 0.82), (0.35, 0.0, 0.94), 0.1),
+    "Reye": ((-0.36, -0.05, 0.82), (-0.35, 0.0, 0.94), 0.1),
+    "Lear": ((1.0, 0.05, -0.1), (1.0, 0.0, -0.1), -0.5),
+    "Rear": ((-1.0, 0.05, -0.1), (-1.0, 0.0, -0.1), -0.5),
+}
+
+
 def _build(ident: Identity, pose: Pose):
     """Posed primitives and keypoints in body units (x right, y down, neck at the origin)."""
     th = math.radians(pose.yaw)
@@ -388,8 +421,7 @@ def _build(ident: Identity, pose: Pose):
     neck3 = (0.0, 0.0, 0.0)
     kp[KP["neck"]] = up(neck3)
 
-    scene = _Scene()
-    groups = {g: [] for g in range(10)}  # drawing groups, see below
+    groups = {g: [] for g in range(10)}  # drawing groups (_assemble)
 
     # --- arms ----------------------------------------------------------------------------
     torso_depth = -0.01
@@ -529,15 +561,8 @@ def _build(ident: Identity, pose: Pose):
     def facing(normal):  # depth component of a unit normal: > 0 faces the camera
         return -normal[0] * sin_t + normal[2] * cos_t
 
-    face_pts = {
-        "nose": ((0.0, 0.22, 1.0), (0.0, 0.0, 1.0), -0.2),
-        "Leye": ((0.36, -0.05, 0.82), (0.35, 0.0, 0.94), 0.1),
-        "Reye": ((-0.36, -0.05, 0.82), (-0.35, 0.0, 0.94), 0.1),
-        "Lear": ((1.0, 0.05, -0.1), (1.0, 0.0, -0.1), -0.5),
-        "Rear": ((-1.0, 0.05, -0.1), (-1.0, 0.0, -0.1), -0.5),
-    }
     visible = {}
-    for n, (pos, normal, thresh) in face_pts.items():
+    for n, (pos, normal, thresh) in _FACE_POINTS.items():
         visible[n] = facing(normal) > thresh
         kp[KP[n]] = head_pt(pos) if visible[n] else None
 
@@ -576,9 +601,17 @@ def _build(ident: Identity, pose: Pose):
         g = 0 if cos_t > 0.25 else (8 if cos_t < -0.25 else 6)
         groups[g].append((0.0, back_hair))
 
-    # Groups: 0 hair behind (front view), 1 arm segments behind the torso, 2 legs (far
-    # first), 3 lower garment, 4 neck, 5 torso, 6 hair (side view), 7 head, 8 hair over the
-    # back (back view), 9 arm segments in front of the torso (far first).
+    return _assemble(groups), kp
+
+
+def _assemble(groups) -> _Scene:
+    """The scene of the drawing groups, in order; within a group by depth, far first.
+
+    Groups: 0 hair behind (front view), 1 arm segments behind the torso, 2 legs (far
+    first), 3 lower garment, 4 neck, 5 torso, 6 hair (side view), 7 head, 8 hair over the
+    back (back view), 9 arm segments in front of the torso (far first).
+    """
+    scene = _Scene()
     for g in range(10):
         for _, prims in sorted(groups[g], key=lambda t: t[0]):
             for kind, data, label, material in prims:
@@ -588,7 +621,255 @@ def _build(ident: Identity, pose: Pose):
                     scene.poly(data, label, material)
                 else:
                     scene.ellipse(*data, label, material)
-    return scene, kp
+    return scene
+
+
+def _lerp(a, b, t):
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
+
+
+def _unit(v, fallback):
+    n = math.hypot(v[0], v[1])
+    return (v[0] / n, v[1] / n) if n > 1e-9 else fallback
+
+
+def _build_from_keypoints(ident: Identity, pose: KeypointPose):
+    """Primitives and keypoints in body units (as ``_build``) from 2-D keypoints.
+
+    The keypoints are scaled so that the neck to mid-hip distance is the identity's torso
+    length (one scale: the row's aspect is kept); limbs are capsules between the given
+    joints with the identity's radii and garments; the torso, lower garment and neck are
+    ``_build``'s shapes in the torso's own axes (neck to mid-hip), widened where the row's
+    shoulders or hips lie farther out; the head sits where the face points are.
+
+    Missing joints stay missing and are drawn as hidden ones: a limb ends at its last
+    present joint (no forearm without a wrist, no shin or shoe without an ankle); a
+    missing elbow or knee between two present joints is drawn on the straight line, at the
+    identity's segment proportion, but not written. Every present keypoint lies on a drawn
+    primitive: each face point gets a small dot (eyes dark, nose and ears skin; in the back
+    view, nose and eyes are hair dots on the back of the head). The view (``pose.yaw``)
+    decides the depth order (in a side view the far arm is behind the torso and shaded,
+    the far leg shaded), the face drawing and the hair as in ``_build``.
+    """
+    src = np.asarray(pose.keypoints, np.float64)
+    vis = pose_bank.present(src)
+    for n in pose_bank.REQUIRED:
+        if not vis[KP[n]]:
+            raise ValueError(f"keypoint pose {pose.source!r} lacks {n} (not an eligible row)")
+    ny, nx = src[KP["neck"]]
+    my, mx = 0.5 * (src[KP["Rhip"]] + src[KP["Lhip"]])
+    s = ident.torso_len / math.hypot(my - ny, mx - nx)
+    kp = [None] * 18
+    for j in range(18):
+        if vis[j]:
+            kp[j] = (float((src[j, 1] - nx) * s), float((src[j, 0] - ny) * s))
+    # Torso axes: d from the neck (origin) to the mid-hip point, e the lateral direction
+    # (the image right for an upright torso); (u, v) are torso coordinates along (e, d).
+    dx, dy = _unit(((mx - nx) * s, (my - ny) * s), (0.0, 1.0))
+    ex, ey = dy, -dx
+
+    def loc(u, v):  # torso coordinates -> body units
+        return (u * ex + v * dx, u * ey + v * dy)
+
+    def lateral_of(p):
+        return p[0] * ex + p[1] * ey
+
+    th = math.radians(pose.yaw)
+    cos_t, sin_t = math.cos(th), math.sin(th)
+    groups = {g: [] for g in range(10)}
+
+    # --- arms ----------------------------------------------------------------------------
+    torso_depth = -0.01
+    arm_lab = {-1: L.RIGHT_ARM, 1: L.LEFT_ARM}
+    for lateral, names in ((-1, ("Rsho", "Relb", "Rwri")), (1, ("Lsho", "Lelb", "Lwri"))):
+        sho, elb, wri = (kp[KP[n]] for n in names)
+        if elb is None and wri is not None:
+            elb = _lerp(sho, wri, ident.upper_arm / (ident.upper_arm + ident.forearm))
+        r = ident.arm_r
+        segs = []
+        if elb is not None:
+            segs.append((sho, elb, r, r * 0.85, "upper"))
+        else:  # no arm below the shoulder: its top only, under the garment as a sleeve's
+            segs.append((sho, sho, r, r, "upper"))
+        if wri is not None:
+            along = _unit((wri[0] - elb[0], wri[1] - elb[1]), (dx, dy))
+            hand = (wri[0] + along[0] * 0.03, wri[1] + along[1] * 0.03)
+            segs.append((elb, wri, r * 0.85, r * 0.7, "fore"))
+            segs.append((wri, hand, r * 0.8, r * 0.8, "hand"))
+        # Depth of the arm's side: 0 in the front and back views (arms over the torso), the
+        # near arm in front and the far one behind the torso in a side view.
+        dep = -lateral * sin_t * ident.shoulder_half
+        shade = dep < torso_depth
+        skin = _SKIN_SH if shade else _SKIN
+        cloth = _UP_SH if shade else _UP
+        for p0, p1, r0, r1, which in segs:
+            prims = [("capsule", (p0, p1, r0, r1), arm_lab[lateral], skin)]
+            cover = None
+            if ident.upper == "short" and which == "upper":
+                cover = ident.sleeve_end
+            elif ident.upper == "long" and which in ("upper", "fore"):
+                cover = 1.0 if which == "upper" else 0.95
+            if cover is not None:
+                rr = ident.arm_r * 0.3
+                re = r0 + (r1 - r0) * cover
+                prims.append(("capsule", (p0, _lerp(p0, p1, cover), r0 + rr, re + rr), L.UPPER,
+                              cloth))  # fmt: skip
+            groups[9 if not shade else 1].append((dep, prims))
+
+    # --- legs ----------------------------------------------------------------------------
+    hip_y = ident.torso_len  # the mid-hip point's v
+    leg_lab = {-1: L.RIGHT_LEG, 1: L.LEFT_LEG}
+    leg_local = {}
+    for lateral, names in ((-1, ("Rhip", "Rkne", "Rank")), (1, ("Lhip", "Lkne", "Lank"))):
+        hip, kne, ank = (kp[KP[n]] for n in names)
+        if kne is None and ank is not None:
+            kne = _lerp(hip, ank, ident.thigh / (ident.thigh + ident.shin))
+        chain = [p for p in (hip, kne, ank) if p is not None]
+        leg_local[lateral] = [(lateral_of(p), p[0] * dx + p[1] * dy) for p in chain]
+        # Side view: the far leg first and shaded; front and back: the leg whose lowest
+        # point is lower in the image is the nearer one (the camera looks down on people).
+        dep = -lateral * sin_t * ident.hip_joint_half + 0.01 * max(p[1] for p in chain)
+        shade = dep < -0.02
+        skin = _SKIN_SH if shade else _SKIN
+        cloth = _LO_SH if shade else _LO
+        shoe = _SHOE_SH if shade else _SHOE
+        lab = leg_lab[lateral]
+        rt, rk, ra = ident.leg_r, ident.leg_r * 0.75, ident.leg_r * 0.55
+        loose = ident.leg_r * 0.2
+        prims = []
+        if kne is None:  # no leg below the hip: its top only, under the lower garment
+            prims.append(("capsule", (hip, hip, rt, rt), lab, skin))
+            if ident.lower in ("pants", "shorts"):
+                prims.append(("capsule", (hip, hip, rt + loose, rt + loose), L.PANTS, cloth))
+        else:
+            prims.append(("capsule", (hip, kne, rt, rk), lab, skin))
+            if ank is not None:
+                prims.append(("capsule", (kne, ank, rk, ra), lab, skin))
+            if ident.lower == "pants":
+                prims.append(("capsule", (hip, kne, rt + loose, rk + loose), L.PANTS, cloth))
+                if ank is not None:
+                    prims.append(("capsule", (kne, ank, rk + loose, ra + loose), L.PANTS, cloth))
+            elif ident.lower == "shorts":
+                e = ident.shorts_end
+                re = rt + (rk - rt) * e + loose
+                prims.append(("capsule", (hip, _lerp(hip, kne, e), rt + loose, re), L.PANTS,
+                              cloth))  # fmt: skip
+        if ank is not None:  # the foot points where the person faces, down in the image
+            toe = (ank[0] + sin_t * ident.foot_len, ank[1] + 0.35 * ident.foot_len)
+            prims.append(("capsule", (ank, toe, ra * 1.1, ra * 1.1), lab, shoe))
+        groups[2].append((dep, prims))
+
+    # Widths of the torso shapes: the identity's, projected with the turn the row's
+    # shoulders show (as ``_build``'s ``width``), widened to reach the row's joints.
+    u_sho = [lateral_of(kp[KP[n]]) for n in ("Rsho", "Lsho")]
+    u_hip = [lateral_of(kp[KP[n]]) for n in ("Rhip", "Lhip")]
+    c = min(abs(u_sho[1] - u_sho[0]) / (2 * ident.shoulder_half), 1.0)
+    sn = math.sqrt(1.0 - c * c)
+
+    def width(a, d):
+        return math.sqrt((a * c) ** 2 + (d * sn) ** 2)
+
+    # --- lower garment body ---------------------------------------------------------------
+    w_hip = max(width(ident.hip_half, ident.chest_depth),
+                max(map(abs, u_hip)) + ident.hip_half - ident.hip_joint_half)  # fmt: skip
+    if ident.lower in ("pants", "shorts"):
+        crotch = hip_y + 0.06
+        quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (w_hip * 0.9, crotch),
+                (-w_hip * 0.9, crotch)]  # fmt: skip
+        groups[3].append((0.0, [("poly", [loc(*q) for q in quad], L.PANTS, _LO)]))
+    else:  # skirt: a trapezoid from the waist to the hem, wide enough for both legs
+        hem_y = hip_y + ident.skirt_len
+        xs = []
+        for chain in leg_local.values():
+            for a, b in zip(chain, chain[1:]):
+                if (a[1] - hem_y) * (b[1] - hem_y) <= 0 and a[1] != b[1]:
+                    t = (hem_y - a[1]) / (b[1] - a[1])
+                    xs.append(a[0] + t * (b[0] - a[0]))
+            xs.append(chain[1][0] if len(chain) > 1 and chain[1][1] < hem_y else chain[0][0])
+        margin = ident.leg_r * 1.4
+        lo_x = min(min(xs) - margin, -w_hip - 0.01)
+        hi_x = max(max(xs) + margin, w_hip + 0.01)
+        quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (hi_x, hem_y), (lo_x, hem_y)]
+        groups[3].append((0.0, [("poly", [loc(*q) for q in quad], L.SKIRT, _LO)]))
+
+    # --- neck and torso ---------------------------------------------------------------------
+    rx, ry = ident.head_rx, ident.head_ry
+    face = [n for n in _FACE_POINTS if kp[KP[n]] is not None]
+    hc = None
+    if face:  # the head centre: the face points less their offsets for this view
+        offs = []
+        for n in face:
+            (lx, ly, lz), _, _ = _FACE_POINTS[n]
+            offs.append((lx * rx * cos_t + lz * rx * sin_t, ly * ry))
+        hc = (float(np.mean([kp[KP[n]][0] - o[0] for n, o in zip(face, offs)])),
+              float(np.mean([kp[KP[n]][1] - o[1] for n, o in zip(face, offs)])))  # fmt: skip
+        if hc[0] * dx + hc[1] * dy > -0.5 * ry:  # not above the neck: face points unusable
+            hc = None
+    if hc is None:
+        hc = loc(0.0, -ident.neck_len - ry * 0.85)
+    neck_r = rx * 0.45
+    groups[4].append((0.0, [("capsule", ((0.0, 0.0), hc, neck_r, neck_r), L.FACE, _SKIN)]))
+    ws = max(width(ident.shoulder_half + ident.arm_r * 0.5, ident.chest_depth),
+             max(map(abs, u_sho)) + ident.arm_r * 0.5)  # fmt: skip
+    ww = max(ws * ident.waist_half / (ident.shoulder_half + ident.arm_r * 0.5),
+             ident.chest_depth * 0.85)  # fmt: skip
+    wh = max(width(ident.hip_half * 1.02, ident.chest_depth), w_hip * 1.02)
+    wn = neck_r * 1.6
+    hem = hip_y + 0.035
+    rs = min(ident.arm_r * 1.2, ws * 0.5)
+    torso = [
+        loc(-wn, -0.01), loc(-ws, rs), loc(-ws, 0.07), loc(-ww, hip_y * 0.62), loc(-wh, hem),
+        loc(wh, hem), loc(ww, hip_y * 0.62), loc(ws, 0.07), loc(ws, rs), loc(wn, -0.01),
+    ]  # fmt: skip
+    shoulders = (loc(-ws + rs, rs), loc(ws - rs, rs), rs, rs)
+    groups[5].append((0.0, [("poly", torso, L.UPPER, _UP), ("capsule", shoulders, L.UPPER, _UP)]))
+
+    # --- head ------------------------------------------------------------------------------
+    # Tilt: the neck -> head centre direction against the image's up, at most 45 degrees.
+    a = max(min(math.atan2(hc[0], -hc[1]), math.pi / 4), -math.pi / 4)
+    ca, sa = math.cos(a), math.sin(a)
+
+    def head_pt(local):  # local (x, y, z) in head radii, around the head centre
+        x, y = (local[0] * cos_t + local[2] * sin_t) * rx, local[1] * ry
+        return (hc[0] + ca * x - sa * y, hc[1] + sa * x + ca * y)
+
+    angle_deg = math.degrees(a)
+    fx = sin_t
+    style = ident.hair_style
+    head_items = []
+    back_hair = None
+    if style in ("bob", "long"):
+        end = head_pt((0.0, 0.9, 0.0)) if style == "bob" else loc(0.0, 0.14)
+        start = head_pt((-fx * 0.25, -0.2, 0.0))
+        end = (end[0] - fx * 0.25 * rx, end[1])
+        hw = rx * (1.15 - 0.2 * abs(fx))
+        back_hair = [("capsule", (start, end, hw, hw * 0.9), L.HAIR, _HAIR)]
+    cap_scale = 1.0 if style == "buzz" else 1.1
+    cap_c = head_pt((-fx * 0.1, -0.1 if style == "buzz" else -0.14, 0.0))
+    head_items.append(("ellipse", (cap_c, (rx * cap_scale, ry * 1.0), angle_deg), L.HAIR, _HAIR))
+    if cos_t > -0.3:  # the face shows from the front and the side
+        top = -0.55 if style == "buzz" else -0.62
+        face_c = head_pt((0.32 * fx, (top + 1.0) / 2, 0.0))
+        axes = (rx * (0.86 - 0.12 * abs(fx)), ry * (1.0 - top) / 2)
+        head_items.append(("ellipse", (face_c, axes, angle_deg), L.FACE, _SKIN))
+        if cos_t > 0.5:
+            m0, m1 = head_pt((-0.25, 0.55, 0.9)), head_pt((0.25, 0.55, 0.9))
+            head_items.append(("capsule", (m0, m1, rx * 0.07, rx * 0.07), L.FACE, _FEATURE))
+    for n in face:  # a dot on every present face point, so that it lies on the head
+        p = kp[KP[n]]
+        if n in ("Lear", "Rear"):
+            head_items.append(("capsule", (p, p, rx * 0.25, rx * 0.25), L.FACE, _SKIN))
+        elif cos_t <= -0.3:  # back view: the row's nose or eyes are on the back of the head
+            head_items.append(("capsule", (p, p, rx * 0.16, rx * 0.16), L.HAIR, _HAIR))
+        elif n == "nose":
+            head_items.append(("capsule", (p, p, rx * 0.16, rx * 0.16), L.FACE, _SKIN))
+        else:
+            head_items.append(("capsule", (p, p, rx * 0.13, rx * 0.13), L.FACE, _FEATURE))
+    groups[7].append((0.0, head_items))
+    if back_hair:
+        g = 0 if cos_t > 0.25 else (8 if cos_t < -0.25 else 6)
+        groups[g].append((0.0, back_hair))
+    return _assemble(groups), kp
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -688,17 +969,41 @@ def identity_of(seed: int, identity: int) -> Identity:
     return sample_identity(np.random.default_rng([seed, identity, 1 << 30]))
 
 
-def render_example(seed: int, identity: int, pose_index: int, height: int, width: int):
-    """Everything of one image: (identity, pose, background, image, labels, keypoints)."""
+def render_keypoints(ident: Identity, pose: KeypointPose, background: np.ndarray):
+    """Renders one person in a pose given by 2-D keypoints; returns as :func:`render`.
+
+    Keypoints missing in ``pose.keypoints`` are ``-1`` in the returned ones too.
+    """
+    return _render_scene(ident, pose, background, *_build_from_keypoints(ident, pose))
+
+
+def render_example(seed: int, identity: int, pose_index: int, height: int, width: int,
+                   poses: pose_bank.PoseBank | None = None):
+    """Everything of one image: (identity, pose, background, image, labels, keypoints).
+
+    With ``poses``, the pose is the bank's row ``poses.row(seed, identity, pose_index)``
+    (a :class:`KeypointPose`); the framing, brightness and background are drawn as for
+    the built-in poses.
+    """
     ident = identity_of(seed, identity)
     rng = _image_rng(seed, identity, pose_index)
-    for _ in range(30):  # redraw poses too wide for the frame (deterministic: same rng)
-        pose = sample_pose(rng)
-        built = _build(ident, pose)
-        x0, y0, x1, y1 = built[0].bbox()
-        # Fills most of the height: wide poses in a narrow frame would shrink the person.
-        if 0.97 * (width - 1) / (x1 - x0) >= 0.9 * pose.height_frac * (height - 1) / (y1 - y0):
-            break
+    if poses is not None:
+        r = poses.row(seed, identity, pose_index)
+        framing = sample_pose(rng)  # only its framing and brightness are used
+        pose = KeypointPose(
+            view=poses.views[r], yaw=poses.yaws[r], keypoints=poses.keypoints[r],
+            source=poses.names[r], height_frac=framing.height_frac,
+            x_jitter=framing.x_jitter, y_jitter=framing.y_jitter, light=framing.light,
+        )  # fmt: skip
+        built = _build_from_keypoints(ident, pose)
+    else:
+        for _ in range(30):  # redraw poses too wide for the frame (deterministic: same rng)
+            pose = sample_pose(rng)
+            built = _build(ident, pose)
+            x0, y0, x1, y1 = built[0].bbox()
+            # Fills most of the height: wide poses in a narrow frame would shrink the person.
+            if 0.97 * (width - 1) / (x1 - x0) >= 0.9 * pose.height_frac * (height - 1) / (y1 - y0):
+                break
     avoid = (ident.skin, *ident.upper_colours, *ident.lower_colours, ident.hair_colour)
     background = sample_background(rng, height, width, avoid)
     image, labels, kp = _render_scene(ident, pose, background, *built)
@@ -719,12 +1024,12 @@ def image_name(identity: int, pose: int, poses_per_identity: int) -> str:
 
 def _work(args):
     """Renders and writes all images of a chunk of identities (one worker task)."""
-    out_dir, seed, ids, k, h, w, test_ids = args
+    out_dir, seed, ids, k, h, w, test_ids, poses = args
     results = []
     for i in ids:
         split = "test" if i in test_ids else "train"
         for p in range(k):
-            ident, pose, _, image, labels, kp = render_example(seed, i, p, h, w)
+            ident, pose, _, image, labels, kp = render_example(seed, i, p, h, w, poses)
             name = image_name(i, p, k)
             formats.write_image(os.path.join(out_dir, split, name), image)
             formats.write_parsing(os.path.join(out_dir, "parsing", name), labels)
@@ -751,6 +1056,8 @@ def generate(
     seed: int,
     test_fraction: float = 0.2,
     workers: int = 1,
+    poses_from: str | None = None,
+    poses_min_limb_joints: int = pose_bank.MIN_LIMB_JOINTS,
 ) -> dict:
     """Writes a synthetic dataset (layout in the module docstring and ``docs/data.md``).
 
@@ -762,22 +1069,29 @@ def generate(
       seed: the same seed gives byte-identical files, whatever ``workers``.
       test_fraction: fraction of identities in the test split.
       workers: processes rendering in parallel.
+      poses_from: an annotation CSV (``spt_tf.data.formats``) whose eligible rows
+        (:mod:`spt_tf.data.pose_bank`) give the poses instead of the joint-angle sampler;
+        ``identities.csv`` then has a ``pose_row`` column (the row's name).
+      poses_min_limb_joints: the eligibility rule's limb joints threshold (0..8).
 
     Returns:
       Summary dict: counts of images / identities / pairs per split, the paths,
-      ``seconds`` and ``images_per_second``.
+      ``seconds`` and ``images_per_second``; with ``poses_from`` also ``poses_from``,
+      ``pose_rows`` (rows in the file) and ``pose_rows_eligible``.
     """
     if identities < 1 or poses_per_identity < 2:
         raise ValueError("need identities >= 1 and poses_per_identity >= 2")
     if height < 16 or width < 8:
         raise ValueError(f"image size {height}x{width} is too small to draw a person")
     start = time.perf_counter()
+    poses = pose_bank.load(poses_from, poses_min_limb_joints) if poses_from else None
     test_ids = _test_identities(identities, test_fraction, seed)
     for sub in ("train", "test", "parsing"):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     n_chunks = max(1, min(identities, 4 * workers))
     chunks = [list(range(identities))[c::n_chunks] for c in range(n_chunks)]
-    tasks = [(out_dir, seed, ids, poses_per_identity, height, width, test_ids) for ids in chunks]
+    tasks = [(out_dir, seed, ids, poses_per_identity, height, width, test_ids, poses)
+             for ids in chunks]  # fmt: skip
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             parts = pool.map(_work, tasks)
@@ -794,7 +1108,7 @@ def generate(
         rows.append([
             name, ident_name, split, ident.upper, ident.lower, pose.view,
             ident.upper_texture, ident.lower_texture, ident.hair_style,
-        ])  # fmt: skip
+        ] + ([pose.source] if poses is not None else []))  # fmt: skip
     paths = {}
     for split in ("train", "test"):
         paths[f"annotations_{split}"] = os.path.join(out_dir, f"annotation-{split}.csv")
@@ -814,11 +1128,15 @@ def generate(
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(
             ["name", "identity", "split", "upper", "lower", "view", "upper_texture",
-             "lower_texture", "hair"]
+             "lower_texture", "hair"] + (["pose_row"] if poses is not None else [])
         )  # fmt: skip
         writer.writerows(rows)
     seconds = time.perf_counter() - start
     k = poses_per_identity
+    extra = {} if poses is None else {
+        "poses_from": os.fspath(poses_from), "pose_rows": poses.total_rows,
+        "pose_rows_eligible": len(poses),
+    }  # fmt: skip
     return {
         "out_dir": out_dir,
         "train_images": len(annotations["train"]),
@@ -830,6 +1148,7 @@ def generate(
         "paths": paths,
         "seconds": seconds,
         "images_per_second": len(results) / seconds,
+        **extra,
     }
 
 
@@ -905,6 +1224,12 @@ def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argpar
     p.add_argument("--test_fraction", type=float, default=0.2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--figure", default="", help="also write a sample figure to this .png")
+    p.add_argument("--poses_from", default="",
+                   help="annotation CSV whose eligible rows give the poses (read at run time; "
+                   "docs/data.md: the rule, framing, missing joints, views)")
+    p.add_argument("--poses_min_limb_joints", type=int, default=pose_bank.MIN_LIMB_JOINTS,
+                   help="eligible rows have at least this many of the 8 elbows, wrists, knees "
+                   "and ankles")
     return p
 
 
@@ -912,8 +1237,12 @@ def run(a: argparse.Namespace) -> dict:
     """Generates the dataset the parsed flags describe; prints and returns the summary."""
     summary = generate(
         a.out, a.identities, a.poses_per_identity, a.height, a.width, a.seed,
-        test_fraction=a.test_fraction, workers=a.workers,
+        test_fraction=a.test_fraction, workers=a.workers, poses_from=a.poses_from or None,
+        poses_min_limb_joints=a.poses_min_limb_joints,
     )  # fmt: skip
+    if a.poses_from:
+        print(f"poses from {a.poses_from}: {summary['pose_rows_eligible']} of "
+              f"{summary['pose_rows']} rows eligible")
     print(
         f"wrote {summary['train_images']} train / {summary['test_images']} test images "
         f"({summary['train_identities']} / {summary['test_identities']} identities) to {a.out} "
