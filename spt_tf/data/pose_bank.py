@@ -43,7 +43,7 @@ LIMB_JOINTS = ("Relb", "Rwri", "Lelb", "Lwri", "Rkne", "Rank", "Lkne", "Lank")
 MIN_LIMB_JOINTS = 6
 MAX_TORSO_TILT_DEG = 45.0
 # Shoulder separation along the torso's lateral axis below which a row is a side view, in
-# torso lengths (neck to mid-hip). A frontal person's shoulders are about 0.6-0.9 apart.
+# torso lengths (neck to mid-hip); a frontal person's are more than half a torso length apart.
 SIDE_SHOULDER_RATIO = 0.3
 
 # Yaw angles (degrees) the renderer gets for each view; a side view faces the image left
