@@ -118,9 +118,20 @@ def _parser(args, be):
     return be.parser  # a SavedModel (or a workdir without parser) says how to get one
 
 
+def _write_predicted(out_dir: str, people: dict) -> dict[str, str]:
+    """What the networks predicted of the inputs, beside the results: ``<name>_parsing.png``
+    (+ ``_color``) with --parse, ``<name>_keypoints.json`` with --detect, for each person
+    ``name`` (``predicted``, ``target_predicted``) whose map or keypoints were predicted."""
+    from spt_tf.apps import commands
+
+    paths = commands.write_predicted_parsing(out_dir, {f"{k}_parsing": p for k, p in people.items()})
+    paths.update(commands.write_predicted_keypoints(out_dir, {f"{k}_keypoints": p for k, p in people.items()}))
+    return paths
+
+
 def run(args) -> dict:
     """Runs a parsed command; returns the command's result dict (``paths`` also holds
-    the predicted parsing maps with --parse)."""
+    the predicted parsing maps with --parse and the predicted keypoints with --detect)."""
     from spt_tf import predictor as predictor_lib
     from spt_tf.apps import commands
 
@@ -137,7 +148,7 @@ def run(args) -> dict:
         edited = commands.edit_parsing(source, args.sleeves, args.lower, args.labels, args.image)
         be = be or predictor_lib.load(args.model, args.workdir, args.config)
         result = commands.edit(be, source, args.out, args.sleeves, args.lower, args.labels, edited_parsing=edited)
-        result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source}))
+        result["paths"].update(_write_predicted(args.out, {"predicted": source}))
         return result
     if args.command == "texture-transfer":
         if not args.target_image:
@@ -146,8 +157,7 @@ def run(args) -> dict:
                                  args.target_lip_parsing, backend=be, role="person B", parser=parser)  # fmt: skip
         be = be or predictor_lib.load(args.model, args.workdir, args.config)
         result = commands.texture_transfer(be, source, b, args.out)
-        result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source,
-                                                                            "target_predicted_parsing": b}))
+        result["paths"].update(_write_predicted(args.out, {"predicted": source, "target_predicted": b}))
         return result
     # pose-transfer: the target pose from a JSON, a CSV row, or P on the target image.
     tsrc = _source(args, "target_")
@@ -166,7 +176,10 @@ def run(args) -> dict:
     be = be or predictor_lib.load(args.model, args.workdir, args.config)
     result = commands.pose_transfer(be, source, tgt, args.out, target_image=target_image,
                                     target_shape=frame.shape[:2], target_label=os.path.basename(label))  # fmt: skip
-    result["paths"].update(commands.write_predicted_parsing(args.out, {"predicted_parsing": source}))
+    target = None
+    if tsrc.predicted:  # P ran on the target photo (the only way it predicts a target pose)
+        target = commands.Person(target_image, tgt, label=os.path.basename(label), keypoints_predicted=True)
+    result["paths"].update(_write_predicted(args.out, {"predicted": source, "target_predicted": target}))
     return result
 
 

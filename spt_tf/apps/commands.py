@@ -36,6 +36,7 @@ class Person:
       parsing: uint8 ``[h, w]`` SPT labels, or None when a command needs none.
       label: a short name for figures and messages (the file name).
       parsing_predicted: the parsing came from the human parser (not a file).
+      keypoints_predicted: the keypoints came from the pose detector P (no JSON / CSV row).
     """
 
     image: np.ndarray
@@ -43,6 +44,7 @@ class Person:
     parsing: np.ndarray | None = None
     label: str = "person"
     parsing_predicted: bool = False
+    keypoints_predicted: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -68,6 +70,11 @@ class KeypointSource:
     detect: bool = False
     openpose_threshold: float = 0.05
     detect_threshold: float = 0.1
+
+    @property
+    def predicted(self) -> bool:
+        """The keypoints come from P: ``detect`` and neither a JSON nor a CSV (those win)."""
+        return self.detect and not (self.openpose_json or self.csv)
 
     def describe(self) -> str:
         if self.openpose_json:
@@ -97,13 +104,19 @@ def check_in_image(keypoints: np.ndarray, shape: tuple[int, int], what: str) -> 
 def detect_keypoints(backend, image: np.ndarray, threshold: float = 0.1) -> np.ndarray:
     """Keypoints of a photo from the pose detector P (at the model's resolution, mapped back).
 
-    Peaks in the letterbox padding count as missing.
+    Peaks in the letterbox padding count as missing. A peak at the content's edge,
+    whose sub-pixel centroid leans up to half a model pixel into the padding, is
+    clipped to the photo's border (undone, half a model pixel is many photo pixels).
     """
     lb = resize.fit(image.shape[:2], backend.size)
     heatmaps = backend.detect_heatmaps(lb.image(image)[None])[0]
     kp = kp_lib.from_heatmaps(heatmaps, threshold)
     kp[~lb.in_content(kp)] = kp_lib.MISSING
-    return lb.undo_keypoints(kp)
+    kp = lb.undo_keypoints(kp)
+    h, w = image.shape[:2]
+    present = ~np.any(kp == kp_lib.MISSING, axis=-1)
+    kp[present] = np.clip(kp[present], 0.0, [h - 1, w - 1])
+    return kp
 
 
 def predict_parsing(parser, image: np.ndarray) -> np.ndarray:
@@ -187,13 +200,14 @@ def load_person(image_path: str, source: KeypointSource, parsing_path: str | Non
     elif parser is not None:
         parsing = predict_parsing(parser, image)
         logging.info("%s: parsing predicted by the human parser", what)
-        return Person(image, kp, parsing, os.path.basename(image_path), parsing_predicted=True)
+        return Person(image, kp, parsing, os.path.basename(image_path), parsing_predicted=True,
+                      keypoints_predicted=source.predicted)  # fmt: skip
     elif need_parsing:
         raise formats.FormatError(
             image_path, f"{role}: a parsing map is needed (--parsing SPT-10 .png/.npy, --lip_parsing LIP-20 .png, "
             "or --parse: the human parser of a workdir)"
         )
-    return Person(image, kp, parsing, os.path.basename(image_path))
+    return Person(image, kp, parsing, os.path.basename(image_path), keypoints_predicted=source.predicted)
 
 
 # ---------------------------------------------------------------- helpers
@@ -224,6 +238,21 @@ def write_predicted_parsing(out_dir: str, people: dict[str, Person]) -> dict[str
     parsing the human parser predicted; returns their paths."""
     maps = {name: p.parsing for name, p in people.items() if p is not None and p.parsing_predicted}
     return _write(out_dir, {}, maps) if maps else {}
+
+
+def write_predicted_keypoints(out_dir: str, people: dict[str, Person]) -> dict[str, str]:
+    """Writes ``<name>.json`` for each person whose keypoints P predicted: an OpenPose
+    COCO-18 JSON in that person's photo pixels (confidence 1 found, ``0, 0, 0`` missing),
+    which ``--openpose_json`` reads back unchanged; returns their paths."""
+    paths = {}
+    for name, p in people.items():
+        if p is None or not p.keypoints_predicted:
+            continue
+        os.makedirs(out_dir, exist_ok=True)
+        paths[name] = os.path.join(out_dir, f"{name}.json")
+        kp_lib.write_openpose_json(paths[name], p.keypoints, image=p.label, image_size=list(p.shape),
+                                   keypoints_from="the pose detector P")  # fmt: skip
+    return paths
 
 
 def _layout(caption, parsing, keypoints=None):

@@ -157,6 +157,34 @@ def read_openpose_json(path, person: int | None = None, threshold: float = 0.0) 
         raise formats.FormatError(path, f"person {person}: non-numeric keypoints ({e})", field=key) from None
 
 
+def to_openpose_array(keypoints: np.ndarray) -> list[float]:
+    """``[18, 2]`` ``(y, x)`` -> OpenPose's flat COCO-18 ``[x0, y0, c0, ...]``: ``c = 1`` for a
+    present joint, ``0, 0, 0`` for a missing one (as OpenPose writes an undetected joint).
+
+    :func:`from_openpose_array` with any threshold in ``[0, 1)`` gives ``keypoints`` back exactly.
+    """
+    kp = np.asarray(keypoints, np.float32)
+    if kp.shape != (NUM_KEYPOINTS, 2):
+        raise KeypointError(f"keypoints must be [18, 2] (y, x), got shape {kp.shape}")
+    out = []
+    for y, x in kp.tolist():  # float32 -> float is exact, and so is JSON's repr of it
+        out += [0.0, 0.0, 0.0] if MISSING in (y, x) else [x, y, 1.0]
+    return out
+
+
+def write_openpose_json(path, keypoints: np.ndarray, **extra) -> None:
+    """Writes one person as an OpenPose ``--write_json`` file (COCO-18 layout, read back by
+    :func:`read_openpose_json` / ``--openpose_json``); ``extra`` adds top-level fields."""
+    data = {"version": 1.3, "people": [{"pose_keypoints_2d": to_openpose_array(keypoints)}], **extra}
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
 # ---------------------------------------------------------------- pose detector
 
 
