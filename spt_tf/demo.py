@@ -3,6 +3,8 @@
 from absl import app, flags
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder.")
+flags.DEFINE_string("poses_from", None, "A real annotation CSV: the synthetic people take its poses "
+                    "(docs/data.md, 'Synthetic people in real poses').")
 FLAGS = flags.FLAGS
 
 
@@ -10,7 +12,7 @@ def main(argv):
     del argv
     from spt_tf.demo_run import run
 
-    run(FLAGS.workdir)
+    run(FLAGS.workdir, poses_from=FLAGS.poses_from)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,11 @@ def _results_figure(config, export_path: str, out_png: str, n: int = 8) -> None:
 
 
 def prepare_data(config, identities: int, poses: int, test_fraction: float = DEMO_TEST_FRACTION,
-                 seed: int = 0) -> tuple[str, str, str]:
+                 seed: int = 0, poses_from: str | None = None) -> tuple[str, str, str]:
     """Synthetic people and their pseudo pairs under ``config.data.root`` (kept if present).
+
+    ``poses_from``: a real annotation CSV whose poses the people take
+    (``synthetic.generate``'s ``poses_from``) instead of the bundled ones.
 
     Returns ``(data_dir, pseudo_pairs_csv, samples_png)``.
     """
@@ -81,7 +84,7 @@ def prepare_data(config, identities: int, poses: int, test_fraction: float = DEM
         logging.info("generating synthetic people in %s", data_dir)
         synthetic.generate(data_dir, identities=identities, poses_per_identity=poses,
                            height=config.data.height, width=config.data.width, seed=seed,
-                           test_fraction=test_fraction)  # fmt: skip
+                           test_fraction=test_fraction, poses_from=poses_from)  # fmt: skip
     figure = os.path.join(data_dir, "samples.png")
     synthetic.sample_figure(data_dir, figure)
     pp = os.path.join(data_dir, config.data.pseudo_pairs)
@@ -102,14 +105,18 @@ def _peak_rss_gb() -> float:
     return kb / 2**20
 
 
-def run(workdir: str) -> dict:
-    """Runs the whole demo; returns a summary (also written to WORKDIR/demo.json)."""
+def run(workdir: str, poses_from: str | None = None) -> dict:
+    """Runs the whole demo; returns a summary (also written to WORKDIR/demo.json).
+
+    ``poses_from``: draw the synthetic people in the poses of a real annotation CSV.
+    """
     t0 = time.time()
     os.makedirs(workdir, exist_ok=True)
     config = demo_config(workdir)
     data_dir = config.data.root
     summary: dict = {}
-    summary["data"], summary["pseudo_pairs"], figure = prepare_data(config, DEMO_IDENTITIES, DEMO_POSES)
+    summary["data"], summary["pseudo_pairs"], figure = prepare_data(config, DEMO_IDENTITIES, DEMO_POSES,
+                                                                          poses_from=poses_from)
 
     from spt_tf import evaluation
     from spt_tf.training import loop
