@@ -6,7 +6,7 @@ STAMP := $(VENV)/.stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench clean studio
 
 venv: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m spt_tf.demo --workdir $(DEMO_DIR)
+
+# The studio (docs/studio.md) on the demo's export and data; STUDIO_ARGS adds flags (e.g. --port 0).
+studio: $(STAMP)
+	@test -d $(DEMO_DIR)/export || { echo "$(DEMO_DIR)/export is missing: run 'make demo' first (it trains and exports the demo model)"; exit 1; }
+	$(PY) -m spt_tf.studio --saved_model $(DEMO_DIR)/export --data_dir $(DEMO_DIR)/data $(if $(wildcard $(DEMO_DIR)/train/parser/checkpoint),--parser_workdir $(DEMO_DIR)/train) $(STUDIO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
