@@ -399,8 +399,10 @@ def part_masks(
 
     Torso: all ones (pose-gan); head: a square of half side 0.4 st around the
     mean of the visible head keypoints; limbs: the limb rectangle (inc 0.5 for
-    lower limbs). Evaluated analytically at the map's pixels, so each feature
-    level gets exact masks without resizing.
+    lower limbs). A part missing in the pose is empty, and so are the head and
+    the limbs of a pose without a body scale (no hip-shoulder pair). Evaluated
+    analytically at the map's pixels, so each feature level gets exact masks
+    without resizing.
 
     Args:
       keypoints: [B, 18, 2] target keypoints (y, x), -1 missing.
@@ -423,7 +425,9 @@ def part_masks(
     in_head = (tf.abs(yy[None] - center[:, 0, None, None]) <= half) & (
         tf.abs(xx[None] - center[:, 1, None, None]) <= half
     )
-    head_mask = tf.cast(in_head & (n > 0)[:, None, None], tf.float32)
+    # Without a body scale the square has side 0: empty, as the limbs' masks and
+    # face_boxes (not the pixels that happen to sit exactly on the centre).
+    head_mask = tf.cast(in_head & ((n > 0) & (st > 0))[:, None, None], tf.float32)
     # The 8 limb rectangles at once: [B, 8, h, w].
     fr = tf.constant(_LIMB_FROM, tf.int32)
     to = tf.constant(_LIMB_TO, tf.int32)

@@ -7,6 +7,8 @@ Formats (``docs/data.md`` has the full layouts):
   of 18 numbers in COCO-18 order, ``-1`` for a missing joint).
 * Pairs CSV: comma separated, header containing ``from`` and ``to`` (extra
   columns, such as a pandas index, are allowed and ignored).
+* Name lists: one image name per line, no header (the split files
+  ``train.lst`` / ``test.lst`` of the field's DeepFashion split).
 * Parsing maps: ``<stem>.png`` (single channel uint8) or ``<stem>.npy``
   (2-D integer array), one label per pixel.
 * Images: anything OpenCV decodes; returned as uint8 RGB.
@@ -32,6 +34,11 @@ import numpy as np
 NUM_KEYPOINTS = 18  # COCO-18, as spt_tf.geometry.KEYPOINT_NAMES
 ANNOTATION_HEADER = ("name", "keypoints_y", "keypoints_x")
 MISSING = -1.0
+# The field's 256x176 DeepFashion annotations are its 256x256 ones with x - 40
+# (the crop of 40 columns on each side), unclipped and with -1 kept: a point of
+# the 256-wide frame lands at most 40 px outside [0, 175]. Reading such a file
+# with this tolerance keeps those points as they are (docs/data.md).
+DEEPFASHION_176_TOLERANCE = 40.0
 
 _log = logging.getLogger(__name__)
 
@@ -133,7 +140,9 @@ def _parse_annotation_row(path, row: int, line: str, image_size, tolerance: floa
                 raise FormatError(
                     path,
                     f"keypoint {j} coordinate {v:g} is outside the image{bound} by more than "
-                    f"the tolerance {tolerance:g}",
+                    f"the tolerance {tolerance:g} (a file whose points may lie farther out, such "
+                    f"as the field's 256x176 DeepFashion annotations, needs a larger tolerance: "
+                    f"formats.DEEPFASHION_176_TOLERANCE; in a run, data.keypoint_tolerance)",
                     row,
                     field,
                 )
@@ -154,7 +163,11 @@ def read_annotations(
       image_size: optional ``(H, W)``; coordinates must then lie in
         ``[-tolerance, H - 1 + tolerance]`` (resp. ``W``). Without it only
         ``>= -tolerance`` is checked.
-      tolerance: pixels a keypoint may lie outside the image.
+      tolerance: pixels a keypoint may lie outside the image. A point within
+        it is kept as it is, not clipped (the pose maps and part transforms
+        of ``spt_tf.geometry`` take points outside the image as they are, as
+        the field's loaders do); a point beyond it refuses the row. The
+        field's 256x176 DeepFashion files need ``DEEPFASHION_176_TOLERANCE``.
       skip_invalid: skip bad rows instead of raising. Missing file and bad
         header still raise. Skipped rows are appended to ``report`` and their
         count is logged as a warning.
@@ -334,6 +347,40 @@ def write_pairs(
             if len(pair) != 2 or not all(isinstance(n, str) and n for n in pair):
                 raise ValueError(f"pair {i} must be two non-empty names, got {pair!r}")
             writer.writerow([*pair, *(values[i] for values in extra.values())])
+
+
+def read_name_list(path, known_names: Container[str] | None = None) -> list[str]:
+    """Reads a list of image names, one per line, no header (``train.lst``, ``test.lst``).
+
+    Args:
+      path: the text file. Blank lines hold no name and are passed over;
+        spaces around a name are not part of it.
+      known_names: optional container of valid names (e.g. an annotation
+        file's); a name outside it is an error.
+
+    Returns:
+      The names, in file order.
+
+    Raises:
+      FormatError: missing file, a duplicate name, a name with ``:`` or ``,``
+        (the annotation and pairs formats could not hold it), an unknown name.
+    """
+    names: list[str] = []
+    first_row: dict[str, int] = {}
+    for row, line in enumerate(_read_lines(path), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if ":" in name or "," in name:
+            raise FormatError(path, f"name {name!r} holds ':' or ','", row, "name")
+        if name in first_row:
+            message = f"duplicate name {name!r} (first on row {first_row[name]})"
+            raise FormatError(path, message, row, "name")
+        if known_names is not None and name not in known_names:
+            raise FormatError(path, f"unknown image name {name!r}", row, "name")
+        first_row[name] = row
+        names.append(name)
+    return names
 
 
 # ------------------------------------------------------------------ parsing maps
