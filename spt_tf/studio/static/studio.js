@@ -208,7 +208,19 @@ function redrawPaint() {
   ctx.drawImage(labelCanvas(S.edit, src.height, src.width, true), 0, 0, map.width, map.height);
 }
 
-function redrawAll() { redrawSlots(); redrawPose(); redrawPaint(); }
+// The texture tab: both people with only the chosen garment's label overlaid (all labels for "all").
+function redrawTexture() {
+  const garment = $("#garment-select").value;
+  const label = S.info.labels.indexOf(garment);
+  for (const [role, id] of [["source", "#texture-source"], ["second", "#texture-donor"]]) {
+    const p = S.people[role];
+    if (!p) continue;
+    const labels = p.labels && label >= 0 ? p.labels.map((v) => (v === label ? v : 0)) : p.labels;
+    drawPerson($(id), p, [260, 200], { labels });
+  }
+}
+
+function redrawAll() { redrawSlots(); redrawPose(); redrawPaint(); redrawTexture(); }
 
 // ------------------------------------------------------------------ people
 
@@ -542,7 +554,10 @@ function setupTexture() {
   S.info.garments.forEach((g) => sel.add(new Option(g, g)));
   sel.value = S.info.garments.includes("upper_clothes") ? "upper_clothes" : S.info.garments[0];
   $("#texture-run").addEventListener("click", () => requestRender("texture"));
-  sel.addEventListener("change", () => { if (S.people.second) requestRender("texture"); });
+  sel.addEventListener("change", () => {
+    redrawTexture();
+    if (S.people.second) requestRender("texture");
+  });
 }
 
 function setupTabs() {
