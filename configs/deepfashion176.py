@@ -25,4 +25,8 @@ def get_config():
     c.data.annotations_test = "fasion-resize-annotation-test.csv"
     c.data.pairs_train = "fasion-resize-pairs-train.csv"
     c.data.pairs_test = "fasion-resize-pairs-test.csv"
+    # The field's resize rule (x - 40, nothing clipped) leaves points up to 40 px outside
+    # [0, 175]; they are the field's standard input and are kept as they are
+    # (spt_tf.data.formats.DEEPFASHION_176_TOLERANCE, docs/data.md).
+    c.data.keypoint_tolerance = 40.0
     return c

@@ -58,6 +58,9 @@ def test_deepfashion176_is_the_fields_protocol():
     assert (c.data.height, c.data.width) == (256, 176)
     assert c.data.annotations_test == "fasion-resize-annotation-test.csv"
     assert c.data.pairs_test == "fasion-resize-pairs-test.csv"
+    from spt_tf.data import formats
+
+    assert c.data.keypoint_tolerance == formats.DEEPFASHION_176_TOLERANCE
     # Everything but the frame, the name and the root is the paper's DeepFashion config.
     for section in ("model", "loss", "train", "eval"):
         assert c[section].to_dict() == paper[section].to_dict(), section
