@@ -146,11 +146,13 @@ def _result_id(page):
     return page.get_attribute("#result-image", "data-result-id")
 
 
-def _wait_result(page, old):
+def _wait_result(page, old, mode=None):
+    """Waits for a result other than ``old`` (of ``mode``) on screen, with no render left to come."""
     page.wait_for_function(
-        """old => { const i = document.querySelector('#result-image');
-                    return i.dataset.resultId && i.dataset.resultId !== old && i.complete && i.naturalWidth > 0; }""",
-        arg=old, timeout=30000,
+        """([old, mode]) => { const i = document.querySelector('#result-image'); const s = window.studio;
+                              return i.dataset.resultId && i.dataset.resultId !== old && i.complete
+                                     && i.naturalWidth > 0 && s.idle() && (!mode || s.result.mode === mode); }""",
+        arg=[old, mode], timeout=30000,
     )  # fmt: skip
     assert page.locator("#message").is_hidden(), page.locator("#message").text_content()
     return _result_id(page)
@@ -397,7 +399,7 @@ def test_texture_transfer_with_a_second_person(page, env):
     # The pose of the second person (same photo size: taken as it is).
     page.click(".tabs button[data-tab='pose']")
     page.click("#pose-take")
-    _wait_result(page, rid)
+    _wait_result(page, rid, "pose")
     np.testing.assert_allclose(_last_call(env, "pose_transfer")["target_keypoints"][0], la.keypoints(b.keypoints))
 
 
@@ -610,3 +612,37 @@ def test_the_command_starts_the_studio_and_prints_its_address(env):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_workdir_studio_detects_with_p_and_its_bundle_rebuilds(env, _trained_info, tmp_path, monkeypatch):
+    """A workdir model (P included): a photo without keypoints goes to P (the 2-step P may find
+    nobody: then the message says so); a result's bundle names --workdir and rebuilds byte for byte."""
+    from configs import testing
+    from spt_tf import predictor
+    from spt_tf.studio import bundle, core
+
+    config = testing.get_config()
+    config.data.root = _trained_info["data"]
+    be = predictor.load(workdir=_trained_info["workdir"], config=config)
+    assert be.can_detect
+    studio = core.Studio(be, ["--workdir", _trained_info["workdir"]], core.Dataset(_trained_info["data"]))
+    name = _test_names(env)[0]
+    paths, *_ = _person_files(env, name, tmp_path / "in")
+    with open(paths["image"], "rb") as f, open(paths["parsing"], "rb") as g:
+        try:
+            rec = studio.load_upload_person(core.Upload("photo.png", f.read()),
+                                            parsing=core.Upload("photo_parsing.png", g.read()))  # fmt: skip
+            assert rec.keypoints_from == "the pose detector P"
+        except core.StudioError as e:
+            assert str(e).startswith("source photo.png (keypoints from the pose detector)"), e
+    rec = studio.load_dataset_person(name)
+    res = studio.pose(rec.id, rec.person.keypoints)
+    files = bundle.files(res, studio.model_args, {"kind": be.kind})
+    assert "--workdir" in files["command.sh"].decode()
+    out = tmp_path / "bundle"
+    out.mkdir()
+    for n, data in files.items():
+        (out / n).write_bytes(data)
+    for command in _commands(files):
+        _run_cli_in_process(out, command, monkeypatch)
+    assert (out / "out" / "output.png").read_bytes() == files["output.png"]

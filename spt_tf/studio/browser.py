@@ -34,12 +34,13 @@ def result_id(page) -> str | None:
 
 
 def wait_result(page, old: str | None, timeout_ms: int = 60000) -> str:
-    """Waits for a result other than ``old`` to be on screen; raises with the page's message on an error."""
+    """Waits for a result other than ``old`` on screen and no render left to come (the page idle);
+    raises with the page's message on an error."""
     page.wait_for_function(
         """old => { const i = document.querySelector('#result-image');
                     const m = document.querySelector('#message');
-                    return (i.dataset.resultId && i.dataset.resultId !== old && i.complete && i.naturalWidth > 0)
-                           || (!m.hidden && m.className === 'error'); }""",
+                    return window.studio.idle() && ((i.dataset.resultId && i.dataset.resultId !== old && i.complete
+                                                     && i.naturalWidth > 0) || (!m.hidden && m.className === 'error')); }""",
         arg=old, timeout=timeout_ms,
     )  # fmt: skip
     msg = page.locator("#message")

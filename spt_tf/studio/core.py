@@ -532,7 +532,9 @@ class Studio:
 
 
 def _keypoints_field(value, field: str) -> np.ndarray:
-    """``[18, 2]`` (y, x) from JSON (``null`` or ``-1`` for a missing joint)."""
+    """``[18, 2]`` (y, x) from JSON (``null`` or ``-1`` for a missing joint; or an array, from Python)."""
+    if isinstance(value, np.ndarray):
+        value = value.astype(np.float64).tolist()
     if not isinstance(value, list) or len(value) != NUM_KEYPOINTS:
         raise StudioError(f"{field}: expected a list of {NUM_KEYPOINTS} [y, x] pairs (COCO-18 order, -1 missing)")
     out = np.full((NUM_KEYPOINTS, 2), MISSING, np.float32)

@@ -30,6 +30,8 @@ const S = {
   stats: [],             // per render: {kind, release_to_image_ms, model_ms, server_ms}
 };
 window.studio = S;
+// No render in flight, none waiting, none scheduled (tests and benchmarks wait for this).
+S.idle = () => !S.inflight && !S.pending && !S.scheduled;
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
@@ -289,7 +291,8 @@ async function loadUpload(role) {
 
 function requestRender(kind, t0 = performance.now(), delay = 0) {
   clearTimeout(S.timers.render);
-  const go = () => { S.pending = { kind, t0 }; pump(); };
+  const go = () => { S.scheduled = false; S.pending = { kind, t0 }; pump(); };
+  S.scheduled = delay > 0;
   if (delay > 0) S.timers.render = setTimeout(go, delay); else go();
 }
 
@@ -486,7 +489,8 @@ function setupPaint() {
   let last = null;
   canvas.addEventListener("pointerdown", (e) => {
     if (!S.edit) return;
-    clearTimeout(S.timers.render);
+    clearTimeout(S.timers.render);  // a new stroke postpones the render the last one scheduled
+    S.scheduled = false;
     pushUndo();
     last = toPhoto(canvas, e, S.people.source);
     paintAt(...last);
