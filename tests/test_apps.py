@@ -123,6 +123,25 @@ def test_too_few_keypoints_names_the_missing_joints(tmp_path):
     np.testing.assert_array_equal(kpl.from_annotations(csv, "a.png"), kp)
 
 
+def test_from_annotations_tolerance(tmp_path):
+    """A 256x176 resize-rule row (a point 31 px left of the frame) needs the larger tolerance."""
+    kp = _kp(neck=(40, 90), Rsho=(45, 70), Lsho=(45, 110), Rhip=(120, 75), Lhip=(120, 105),
+             Relb=(80, -31))
+    ok = _kp(neck=(40, 90), Rsho=(45, 70), Lsho=(45, 110), Rhip=(120, 75), Lhip=(120, 105))
+    csv = tmp_path / "fasion-resize-annotation-test.csv"
+    formats.write_annotations(csv, {"ok.jpg": ok, "wide.jpg": kp})
+    for name in ("wide.jpg", "ok.jpg"):  # the reader refuses the whole file at the default
+        with pytest.raises(formats.FormatError) as e:
+            kpl.from_annotations(csv, name)
+        assert (e.value.path, e.value.row, e.value.field) == (str(csv), 3, "keypoints_x")
+        assert "coordinate -31" in str(e.value) and "DEEPFASHION_176_TOLERANCE" in str(e.value)
+    got = kpl.from_annotations(csv, "wide.jpg", tolerance=formats.DEEPFASHION_176_TOLERANCE)
+    np.testing.assert_array_equal(got, kp)  # kept as it is, not clipped
+    np.testing.assert_array_equal(kpl.from_annotations(csv, "ok.jpg", tolerance=31), ok)
+    with pytest.raises(formats.FormatError, match="row 3, field 'keypoints_x'"):
+        kpl.from_annotations(csv, "ok.jpg", tolerance=30)
+
+
 # ------------------------------------------------------------------ resize
 
 

@@ -146,6 +146,19 @@ def test_read_annotations_skip_invalid_reports(tmp_path, caplog):
         formats.read_annotations(_write(tmp_path / "h.csv", "x:y\n"), skip_invalid=True)
 
 
+def test_read_annotations_rows_of_the_rows_returned(tmp_path):
+    body = (
+        _row("a", [1] * 18, [1] * 18)
+        + "\n"  # a blank line still counts as a row of the file
+        + _row("b", [1] * 17, [1] * 17)
+        + _row("c", [2] * 18, [2] * 18)
+    )
+    path = _write(tmp_path / "a.csv", HEADER + body)
+    rows = {}
+    out = formats.read_annotations(path, skip_invalid=True, report=[], rows=rows)
+    assert list(out) == ["a", "c"] and rows == {"a": 2, "c": 5}
+
+
 def test_write_annotations_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"\[18, 2\]"):
         formats.write_annotations(tmp_path / "a.csv", {"a": np.zeros((17, 2))})

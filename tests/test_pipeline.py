@@ -158,3 +158,95 @@ def test_test_dataset_buffer_bound_keeps_the_pairs_and_bounds_the_pipeline(tiny_
 def test_test_dataset_rejects_a_negative_buffer(tiny_config):
     with pytest.raises(ValueError, match="buffer_batches"):
         pipeline.test_dataset(tiny_config, batch_size=3, buffer_batches=-1)
+
+
+def _dataset_copy(tiny_data, tmp_path, tiny_config):
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(tiny_data, root)
+    tiny_config.data.root = str(root)
+    return root
+
+
+def _all_examples(config):
+    return list(pipeline.parsing_dataset(config, "train", batch_size=4, training=False))
+
+
+@pytest.mark.parametrize("coord, field", [(0, "keypoints_y"), (1, "keypoints_x")])
+def test_keypoints_past_the_bottom_or_right_edge_are_refused(tiny_config, tiny_data, tmp_path,
+                                                             coord, field):
+    """The frame is the image on disk (64x32 here, networks 32x16): checked when decoded."""
+    root = _dataset_copy(tiny_data, tmp_path, tiny_config)
+    ann = str(root / "annotation-train.csv")
+    kps = formats.read_annotations(ann)
+    names = list(kps)
+    # The valid set holds points past the network size but inside the stored images.
+    assert max(k[:, 0].max() for k in kps.values()) > tiny_config.data.height
+    stored = (64, 32)
+    edge = kps[names[2]].copy()
+    edge[4, coord] = stored[coord] - 1 + 1.5  # within the tolerance 2: kept as it is
+    formats.write_annotations(ann, {**kps, names[2]: edge})
+    batches = _all_examples(tiny_config)
+    got = np.concatenate([b["keypoints"].numpy() for b in batches])
+    np.testing.assert_allclose(got[2, 4], edge[4] * 0.5)
+    far = edge.copy()
+    far[4, coord] = stored[coord] - 1 + 2.5  # beyond it
+    formats.write_annotations(ann, {**kps, names[2]: far})
+    index = pipeline.load_index(tiny_config, "train")  # the reader cannot know the frame
+    assert index.rows[2] == 4 and index.annotations == ann
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        _all_examples(tiny_config)
+    msg = str(e.value)
+    assert f"{ann}, row 4, field {field}: keypoint 4 coordinate {stored[coord] - 1 + 2.5:g}" in msg
+    assert names[2] in msg and "64x32 on disk" in msg and "data.keypoint_tolerance" in msg
+    tiny_config.data.keypoint_tolerance = 3.0
+    assert len(np.concatenate([b["name"].numpy() for b in _all_examples(tiny_config)])) == len(kps)
+
+
+# 261 and -1 would become the labels 5 and 255 in uint8; 10 is one past the last label.
+@pytest.mark.parametrize("value, dtype", [(300, np.int64), (261, np.int64), (-1, np.int8),
+                                          (10, np.uint8)])
+def test_out_of_range_npy_labels_are_refused_naming_the_file(tiny_config, tiny_data, tmp_path,
+                                                             value, dtype):
+    root = _dataset_copy(tiny_data, tmp_path, tiny_config)
+    names = list(formats.read_annotations(str(root / "annotation-train.csv")))
+    png = formats.find_parsing(str(root / "parsing"), names[1])
+    lab = formats.read_parsing(png).astype(dtype)
+    lab[3, 4] = value
+    os.remove(png)
+    bad = png[:-4] + ".npy"
+    np.save(bad, lab)
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        _all_examples(tiny_config)
+    assert bad in str(e.value) and f"label {value} out of range 0..9" in str(e.value)
+
+
+def test_npy_labels_read_as_the_png_in_the_pipeline_and_eagerly(tiny_config, tiny_data, tmp_path):
+    ref = _all_examples(tiny_config)
+    root = _dataset_copy(tiny_data, tmp_path, tiny_config)
+    names = list(formats.read_annotations(str(root / "annotation-train.csv")))
+    npys = []
+    for name, dtype in zip(names[:3], (np.int64, np.int8, np.uint8)):
+        png = formats.find_parsing(str(root / "parsing"), name)
+        lab = formats.read_parsing(png)
+        os.remove(png)
+        npys.append((png[:-4] + ".npy", lab))
+        np.save(npys[-1][0], lab.astype(dtype))
+    got = _all_examples(tiny_config)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a["parsing"].numpy(), b["parsing"].numpy())
+    # Outside tf.data: eagerly and in a tf.function, .npy and .png alike.
+    read = tf.function(pipeline._read_label_file)
+    png = formats.find_parsing(str(root / "parsing"), names[3])
+    for path, lab in npys + [(png, formats.read_parsing(png))]:
+        for fn in (pipeline._read_label_file, read):
+            out = fn(tf.constant(path))
+            assert out.dtype == tf.uint8
+            np.testing.assert_array_equal(out.numpy()[..., 0], lab)
+    bad = str(tmp_path / "bad.npy")
+    np.save(bad, np.full((4, 3), 300, np.int64))
+    with pytest.raises((formats.FormatError, tf.errors.InvalidArgumentError), match="bad.npy"):
+        pipeline._read_label_file(tf.constant(bad))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad.npy: label 300"):
+        read(tf.constant(bad))

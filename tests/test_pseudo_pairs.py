@@ -91,6 +91,61 @@ def test_part_masks_equal_geometry():
     assert not ref[1, 4].any() and not ref[1, 8].any() and not ref[2, 1].any()
 
 
+def _without_body_scale():
+    """Hand-made poses with head joints but no hip-shoulder pair (body scale 0).
+
+    Each head centre sits exactly on a pixel, where a square of side 0 would still hold
+    one pixel if the mask were not empty by rule.
+    """
+    head = [0, 14, 15, 16, 17]
+    a = BASE.copy()
+    a[[2, 5]] = -1  # no shoulders
+    a[head] = [[7, 12], [6, 13], [6, 11], [8, 14], [8, 10]]  # centre (7, 12)
+    b = np.full((18, 2), -1, np.float32)
+    b[0] = [9, 5]  # a nose alone
+    c = BASE.copy()
+    c[[5, 8]] = -1  # Rsho and Lhip only: no side with both
+    c[head] = [[8, 12], [7, 13], [7, 11], [9, 14], [9, 10]]  # centre (8, 12)
+    d = BASE.copy()
+    d[[2, 5, 8, 11]] = -1  # no torso joint at all
+    d[[0, 14, 15]] = [[20, 3], [19, 3], [21, 3]]  # centre (20, 3); ears missing
+    d[[16, 17]] = -1
+    return np.stack([a, b, c, d])
+
+
+def test_head_mask_without_body_scale_equals_geometry():
+    poses = _without_body_scale()
+    assert (pp.body_scale(poses) == 0).all() and pp.part_presence(poses)[:, 1].all()
+    both = np.concatenate([poses, BASE[None]])  # and a complete pose: a non-empty head
+    ref = geometry.part_masks(both, H, W).numpy() > 0
+    assert not ref[:4, 1:].any() and ref[4, 1].any()
+    for kp, r in zip(both, ref):
+        np.testing.assert_array_equal(pp.part_masks(kp, H, W), r)
+    # The vectorised squares of the exact cost's windows follow geometry's face boxes.
+    from spt_tf.data.pseudo_pairs import masks, windows
+
+    _, _, valid = geometry.face_boxes(both)
+    np.testing.assert_array_equal(masks._head_squares(both)[2], valid.numpy())
+    assert [masks._head_square(kp)[2] for kp in both] == list(valid.numpy())
+    np.testing.assert_array_equal(windows._part_quads(both, 1)[1], valid.numpy())
+
+
+def test_exact_cost_equals_reference_without_body_scale():
+    rng = np.random.default_rng(9)
+    poses = _without_body_scale()
+    full = [random_pose(rng) for _ in range(4)]
+    maps = np.stack([draw(k) for k in full])
+    # Each scale-less pose as the source and as the candidate of a complete one.
+    src_kp = np.concatenate([poses, np.stack(full)])
+    cand_kp = np.concatenate([np.stack(full)[::-1], poses])
+    src, cand = np.concatenate([maps, maps]), np.concatenate([maps[::-1], maps[::-1]])
+    for outside in (True, False):
+        ref = pp.eq1_costs_reference(src, src_kp, cand, cand_kp, outside_is_background=outside)
+        fast = pp.eq1_costs_pairs(src, src_kp, cand, cand_kp, np.arange(8), np.arange(8),
+                                  outside_is_background=outside)
+        np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-2)
+
+
 def test_body_scale_and_presence_equal_geometry():
     rng = np.random.default_rng(1)
     kp = np.stack([random_pose(rng) for _ in range(3)])
@@ -515,3 +570,81 @@ def test_cli_with_a_config_file(synthetic_set, tmp_path):
     rows = pp.read_pseudo_pairs(out)
     ident = pp.read_identities(os.path.join(synthetic_set, "identities.csv"))
     assert len(rows) > 0.8 * summary["sources"] and all(ident[a] != ident[b] for a, b, _ in rows)
+
+
+# ---------------------------------------------------------------- keypoint tolerance
+
+
+def _outside_set(tmp_path, h=16, w=12):
+    """Two 16x12 maps; ``left.csv`` holds a point 10 px left of the frame (row 3), ``below.csv``
+    one 10 px below it (row 2). The rest of each row lies inside."""
+    parsing = tmp_path / "parsing"
+    parsing.mkdir()
+    kp = {}
+    for i, name in enumerate(("a.png", "b.png")):
+        formats.write_parsing(parsing / name, np.full((h, w), i + 1, np.uint8))
+        k = np.full((18, 2), -1, np.float32)
+        k[[1, 2, 5, 8, 11]] = [[3, 6], [4, 4], [4, 8], [10, 4], [10, 8]]
+        kp[name] = k
+    left, below = {n: k.copy() for n, k in kp.items()}, {n: k.copy() for n, k in kp.items()}
+    left["b.png"][4] = [5, -10]
+    below["a.png"][10] = [h - 1 + 10, 5]
+    formats.write_annotations(tmp_path / "left.csv", left)
+    formats.write_annotations(tmp_path / "below.csv", below)
+    return str(parsing), str(tmp_path / "left.csv"), str(tmp_path / "below.csv"), left, below
+
+
+def test_load_dataset_reads_at_the_given_tolerance(tmp_path):
+    parsing, left, below, left_kp, below_kp = _outside_set(tmp_path)
+    with pytest.raises(formats.FormatError) as e:
+        pp.load_dataset(left, parsing, progress=False)
+    assert (e.value.path, e.value.row, e.value.field) == (left, 3, "keypoints_x")
+    with pytest.raises(formats.FormatError) as e:
+        pp.load_dataset(below, parsing, tolerance=2.0, progress=False)
+    assert (e.value.path, e.value.row, e.value.field) == (below, 2, "keypoints_y")
+    assert "outside its 16x12 map" in str(e.value)
+    for path, want in ((left, left_kp), (below, below_kp)):
+        names, maps, kp = pp.load_dataset(path, parsing, tolerance=formats.DEEPFASHION_176_TOLERANCE,
+                                          progress=False)
+        assert names == ["a.png", "b.png"] and maps.shape == (2, 16, 12)
+        np.testing.assert_array_equal(kp, np.stack([want[n] for n in names]))  # kept, not clipped
+
+
+def test_cli_keypoint_tolerance_reaches_the_loader(tmp_path, monkeypatch):
+    from spt_tf.data.pseudo_pairs import cli
+
+    parsing, left, _, left_kp, _ = _outside_set(tmp_path)
+    seen = {}
+
+    def fake_search(names, maps, kp, out, settings, **kwargs):
+        seen["kp"] = kp
+        return {"complete": True}
+
+    monkeypatch.setattr(cli, "run_search", fake_search)
+    base = ["--annotations", left, "--parsing_dir", parsing, "--out", str(tmp_path / "o.csv"),
+            "--no_progress"]
+    with pytest.raises(formats.FormatError, match="row 3, field 'keypoints_x'"):
+        pp.main(base)
+    pp.main(base + ["--keypoint_tolerance", "40"])
+    np.testing.assert_array_equal(seen["kp"][1], left_kp["b.png"])
+    with pytest.raises(SystemExit):
+        cli.parse_args(base + ["--keypoint_tolerance", "-1"])
+    # --config: data.keypoint_tolerance, unless the flag says otherwise.
+    cfg = tmp_path / "cfg.py"
+    cfg.write_text(
+        "from configs import testing\n\n\n"
+        "def get_config():\n"
+        "    c = testing.get_config()\n"
+        f"    c.data.root = {str(tmp_path)!r}\n"
+        "    c.data.annotations_train = 'left.csv'\n"
+        "    c.data.parsing_dir = 'parsing'\n"
+        "    c.data.height, c.data.width = 16, 12\n"
+        "    c.data.identities = ''\n"
+        "    c.data.keypoint_tolerance = 40.0\n"
+        "    return c\n")
+    seen.clear()
+    pp.main(["--config", str(cfg), "--out", str(tmp_path / "c.csv"), "--no_progress"])
+    np.testing.assert_array_equal(seen["kp"][1], left_kp["b.png"])
+    with pytest.raises(formats.FormatError, match="row 3, field 'keypoints_x'"):
+        pp.main(["--config", str(cfg), "--out", str(tmp_path / "c.csv"), "--no_progress",
+                 "--keypoint_tolerance", "2"])

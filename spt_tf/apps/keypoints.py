@@ -222,14 +222,23 @@ def from_heatmaps(heatmaps: np.ndarray, threshold: float = 0.1) -> np.ndarray:
 # ---------------------------------------------------------------- annotation CSV
 
 
-def from_annotations(path, name: str) -> np.ndarray:
+def from_annotations(path, name: str, tolerance: float = 2.0) -> np.ndarray:
     """The keypoints of image ``name`` in an annotation CSV (``name:keypoints_y:keypoints_x``).
 
+    Args:
+      path: the CSV.
+      name: the image's row name.
+      tolerance: pixels a keypoint may lie outside the image
+        (``formats.read_annotations``; the file holds no image size, so only the
+        lower bound ``-tolerance`` is checked here). The field's 256x176
+        DeepFashion files need ``formats.DEEPFASHION_176_TOLERANCE``.
+
     Raises:
-      FormatError: unreadable CSV, or ``name`` not in it (the message shows
+      FormatError: unreadable CSV, a row with a point beyond the tolerance
+        (naming the row and field), or ``name`` not in it (the message shows
         some names it holds).
     """
-    table = formats.read_annotations(path)
+    table = formats.read_annotations(path, tolerance=tolerance)
     if name not in table:
         known = list(table)
         base = os.path.basename(name)

@@ -155,6 +155,7 @@ def read_annotations(
     tolerance: float = 2.0,
     skip_invalid: bool = False,
     report: list | None = None,
+    rows: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Reads an annotation CSV ``name:keypoints_y:keypoints_x``.
 
@@ -172,6 +173,9 @@ def read_annotations(
         header still raise. Skipped rows are appended to ``report`` and their
         count is logged as a warning.
       report: optional list receiving one :class:`FormatError` per skipped row.
+      rows: optional dict receiving name -> 1-based row (header = 1) of each
+        row returned, for checks made later that name the row (e.g. against
+        an image size known only then).
 
     Returns:
       Insertion-ordered dict name -> float32 ``[18, 2]`` ``(y, x)`` pixels,
@@ -210,6 +214,8 @@ def read_annotations(
         out[name] = kp
         first_row[name] = row
     _report_skipped(path, errors, report, "annotation rows")
+    if rows is not None:
+        rows.update(first_row)
     return out
 
 
@@ -277,6 +283,9 @@ def read_pairs(
         another name is an error.
       skip_invalid: skip bad rows (appended to ``report``, count logged).
       report: optional list receiving one :class:`FormatError` per skipped row.
+      rows: optional dict receiving name -> 1-based row (header = 1) of each
+        row returned, for checks made later that name the row (e.g. against
+        an image size known only then).
 
     Returns:
       List of ``(from, to)`` name pairs, in file order.

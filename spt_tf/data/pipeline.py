@@ -40,6 +40,8 @@ class Index:
     image_paths: list[str]
     parsing_paths: list[str]
     keypoints: np.ndarray  # [N, 18, 2] float32 at the stored image size
+    annotations: str = ""  # the annotation CSV, named by the loader's keypoint check
+    rows: list[int] | None = None  # each entry's row in it (header = 1)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -67,9 +69,15 @@ def load_index(config, split: str) -> Index:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     ann_path = _path(config, f"annotations_{split}")
     skipped: list = []
+    rows: dict[str, int] = {}
+    # The keypoints' frame is each image's size on disk (the loader scales them from the
+    # decoded size to data.height x data.width, and the stored images may be larger or
+    # smaller than that), which is not known before the image is decoded. So the reader
+    # checks the lower bound (-tolerance) here, and the loader checks the right and bottom
+    # edges against the decoded size (_check_keypoints), naming this file and the row.
     kps = formats.read_annotations(
         ann_path, tolerance=config.data.keypoint_tolerance, skip_invalid=bool(config.data.skip_invalid),
-        report=skipped,
+        report=skipped, rows=rows,
     )  # fmt: skip
     if skipped:
         logging.warning("%s: skipped %d invalid rows (data.skip_invalid): %s", ann_path, len(skipped),
@@ -87,7 +95,8 @@ def load_index(config, split: str) -> Index:
         points.append(kp)
     if not names:
         raise formats.FormatError(ann_path, "no annotation rows")
-    return Index(names, images, parsings, np.stack(points).astype(np.float32))
+    return Index(names, images, parsings, np.stack(points).astype(np.float32), ann_path,
+                 [rows[n] for n in names])
 
 
 def _decode_image(path, height, width):
@@ -99,11 +108,20 @@ def _decode_image(path, height, width):
     return img / 127.5 - 1.0, size
 
 
-def _read_label_file(path):
-    """PNG via TF; .npy via numpy (documented: slower, runs in a py_function)."""
+def _read_label_file(path, num_labels: int = labels.NUM_LABELS):
+    """[H, W, 1] uint8 labels: PNG via TF; .npy via numpy (documented: slower, a numpy_function).
+
+    A .npy map is read by ``formats.read_parsing``: integer dtype, [H, W] and labels in
+    ``0..num_labels - 1`` are checked before the cast to uint8 (which would wrap 300 or -1
+    into a valid-looking label); a bad map raises a FormatError naming the file, which
+    tf.data reports as an InvalidArgumentError with that message. PNG labels are checked by
+    :func:`_decode_parsing`. Works in tf.data, tf.function and eagerly.
+    """
 
     def npy(p):
-        return np.load(p.decode())[..., None].astype(np.uint8)
+        # bytes in a graph, a 0-d object array when called eagerly
+        p = os.fsdecode(np.asarray(p).item())
+        return formats.read_parsing(p, num_labels)[..., None]
 
     return tf.cond(
         tf.strings.regex_full_match(path, r".*\.npy"),
@@ -140,7 +158,7 @@ def lip_to_spt_tf(lip, keypoints, table):
 
 
 def _decode_parsing(path, height, width, num_labels, image_size):
-    lab = tf.ensure_shape(_read_label_file(path), [None, None, 1])
+    lab = tf.ensure_shape(_read_label_file(path, num_labels), [None, None, 1])
     checks = [
         tf.debugging.Assert(
             tf.reduce_all(tf.equal(tf.shape(lab)[:2], image_size)),
@@ -154,6 +172,45 @@ def _decode_parsing(path, height, width, num_labels, image_size):
     with tf.control_dependencies(checks):
         lab = tf.image.resize(lab, [height, width], method="nearest")
     return tf.reshape(tf.cast(lab, tf.uint8), [height, width])
+
+
+def _check_keypoints(kp, size, tolerance: float, annotations: str, row, image_path):
+    """Asserts that the present keypoints lie within the decoded image by ``tolerance``.
+
+    Args:
+      kp: [18, 2] (y, x) at the stored image's size (``Index.keypoints``), -1 missing.
+      size: [2] int32 (H, W) of the decoded image.
+      tolerance: ``data.keypoint_tolerance``.
+      annotations, row, image_path: named in the message.
+
+    Returns:
+      ``kp``, after the check (an InvalidArgumentError naming the annotation file, the
+      row, the field, the keypoint and the image when a point lies farther out).
+    """
+    tol = float(tolerance)
+    present = tf.reduce_all(tf.not_equal(kp, geometry.MISSING), -1, keepdims=True)  # [18, 1]
+    limit = tf.cast(size, tf.float32) - 1.0 + tol  # [2] (y, x)
+    bad = present & ((kp < -tol) | (kp > limit))  # [18, 2]
+    ok = tf.logical_not(tf.reduce_any(bad))
+
+    def message():
+        first = tf.argmax(tf.cast(tf.reshape(bad, [-1]), tf.int32), output_type=tf.int32)
+        j, c = first // 2, first % 2
+        # No quotes around the field: the assertion's message escapes them.
+        fields = tf.constant(["keypoints_y", "keypoints_x"])
+        num = lambda x: tf.strings.as_string(x, shortest=True)  # noqa: E731
+        return tf.strings.join([
+            annotations, ", row ", tf.strings.as_string(row), ", field ", tf.gather(fields, c),
+            ": keypoint ", tf.strings.as_string(j), " coordinate ", num(tf.reshape(kp, [-1])[first]),
+            " is outside the image [0, ", tf.strings.as_string(size[c] - 1), "] of ", image_path,
+            " (", tf.strings.as_string(size[0]), "x", tf.strings.as_string(size[1]),
+            " on disk) by more than the tolerance ", num(tf.constant(tol)),
+            " (data.keypoint_tolerance)",
+        ])  # fmt: skip
+
+    msg = tf.cond(ok, lambda: tf.constant(""), message)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [msg])]):
+        return tf.identity(kp)
 
 
 def _scale_keypoints(kp, size, height, width):
@@ -175,10 +232,16 @@ class _Loader:
         self.images = tf.constant(index.image_paths)
         self.parsings = tf.constant(index.parsing_paths)
         self.keypoints = tf.constant(index.keypoints)
+        self.tolerance = float(config.data.keypoint_tolerance)
+        self.annotations = index.annotations or "the annotations"
+        rows = index.rows if index.rows is not None else [0] * len(index)
+        self.rows = tf.constant(rows, tf.int32)
 
     def __call__(self, i, with_image=True):
         img, size = _decode_image(self.images[i], self.h, self.w)
-        kp = _scale_keypoints(self.keypoints[i], size, self.h, self.w)
+        kp = _check_keypoints(self.keypoints[i], size, self.tolerance, self.annotations,
+                              self.rows[i], self.images[i])
+        kp = _scale_keypoints(kp, size, self.h, self.w)
         if self.lip:
             lab = _decode_parsing(self.parsings[i], self.h, self.w, labels.NUM_LIP_LABELS, size)
             lab = lip_to_spt_tf(lab, kp, self.lip_table)

@@ -6,7 +6,8 @@ summary of :func:`~spt_tf.data.pseudo_pairs.run_search`::
     python -m spt_tf.data.pseudo_pairs --config configs/synthetic.py
     python -m spt_tf.data.pseudo_pairs --data_dir D --annotations A.csv --parsing_dir P \\
         --out pseudo-pairs.csv --workers 2 [--top_k 8 --prefilter_k 32 --coarse_size 64]
-    python -m spt_tf.data.pseudo_pairs --annotations A.csv --parsing_dir P --out O.csv
+    python -m spt_tf.data.pseudo_pairs --annotations A.csv --parsing_dir P --out O.csv \\
+        [--keypoint_tolerance 40]
 
 From code, :func:`main` takes the arguments without the program name.
 """
@@ -43,6 +44,10 @@ def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argpar
                    "DATA_DIR/pseudo-pairs.csv)")
     p.add_argument("--height", type=int, help="working height (default: config / map size)")
     p.add_argument("--width", type=int, help="working width")
+    p.add_argument("--keypoint_tolerance", type=float,
+                   help="pixels a keypoint may lie outside its map (default: the config's "
+                   "data.keypoint_tolerance, else 2; the field's 256x176 DeepFashion "
+                   "annotations need formats.DEEPFASHION_176_TOLERANCE = 40)")
     p.add_argument("--workers", type=int, default=1, help="processes for the exact re-ranking")
     p.add_argument("--top_k", type=int, default=SearchSettings.top_k,
                    help="candidates per map that get the exact cost at full resolution")
@@ -71,6 +76,8 @@ def parse_args(argv: Sequence[str] | None,
         p.error("give --config, or --data_dir, or all of --annotations --parsing_dir --out")
     if (a.height or a.width) and not (a.height and a.width):
         p.error("give both --height and --width")
+    if a.keypoint_tolerance is not None and not a.keypoint_tolerance >= 0:
+        p.error(f"--keypoint_tolerance must be >= 0, got {a.keypoint_tolerance:g}")
     return a
 
 
@@ -97,6 +104,8 @@ def run(a: argparse.Namespace) -> dict:
             a.identities
     if a.height and a.width:
         size = (a.height, a.width)
+    if a.keypoint_tolerance is not None:
+        tolerance = a.keypoint_tolerance
     settings = SearchSettings(top_k=a.top_k, prefilter_k=a.prefilter_k,
                               coarse_size=a.coarse_size, min_pose_distance=a.min_pose_distance,
                               exclude_same_identity=not a.allow_same_identity)

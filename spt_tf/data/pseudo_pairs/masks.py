@@ -55,7 +55,8 @@ def body_scale(keypoints: np.ndarray) -> np.ndarray:
 def part_presence(keypoints: np.ndarray) -> np.ndarray:
     """[..., 18, 2] -> [..., 10] bool: the part has the joints its mask/transform needs.
 
-    Torso: the 4 torso joints; head: any of nose/eyes/ears; limbs: both end joints and a body
+    Torso: the 4 torso joints; head: any of nose/eyes/ears (what its transform needs; its
+    mask also needs a body scale, :func:`_head_square`); limbs: both end joints and a body
     scale. (The torso *mask* of the deformable skip is all ones regardless.)
     """
     kp = np.asarray(keypoints, _F)
@@ -75,12 +76,18 @@ def _limb_rect(p_fr, p_to, st, inc):
 
 
 def _head_square(kp):
-    """(centre (y, x), half side, any head joint) of the head mask of one pose."""
+    """(centre (y, x), half side, has a mask) of the head mask of one pose.
+
+    The mask exists when a head joint is present and the pose has a body scale: without a
+    hip-shoulder pair the square has side 0 and is empty, as in ``geometry.part_masks``
+    (not the pixels that happen to sit exactly on the centre).
+    """
     vis = present(kp)
     hv = vis[list(_HEAD)].astype(_F)
     n = hv.sum()
     center = (kp[list(_HEAD)] * hv[:, None]).sum(0) / max(n, _F(1))
-    return center.astype(_F), _F(_HEAD_HALF_SIDE) * body_scale(kp), n > 0
+    st = body_scale(kp)
+    return center.astype(_F), _F(_HEAD_HALF_SIDE) * st, bool((n > 0) & (st > 0))
 
 
 def _segment_rect(yy, xx, p0, p1, half_width):
@@ -133,12 +140,13 @@ def part_masks(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _head_squares(kp: np.ndarray):
-    """Vectorised :func:`_head_square`: centres [K, 2], half sides [K], ok [K]."""
+    """Vectorised :func:`_head_square`: centres [K, 2], half sides [K], has a mask [K]."""
     vis = present(kp)
     hv = vis[:, list(_HEAD)].astype(_F)
     n = hv.sum(1)
     center = (kp[:, list(_HEAD)] * hv[..., None]).sum(1) / np.maximum(n, _F(1))[:, None]
-    return center.astype(_F), _F(_HEAD_HALF_SIDE) * body_scale(kp), n > 0
+    st = body_scale(kp)
+    return center.astype(_F), _F(_HEAD_HALF_SIDE) * st, (n > 0) & (st > 0)
 
 
 def _limb_params(kp: np.ndarray, part: int):
@@ -157,9 +165,11 @@ def _flat_part_mask(params, part, cand, yy, xx):
       part: 1..9; cand: [P] candidate index per pixel; yy, xx: [P] float32.
     """
     if part == 1:
-        c, half, _ = params
+        # The head's transform needs no body scale, so a pose without one can still be
+        # sampled here; its mask is empty all the same (ok).
+        c, half, ok = params
         hc = half[cand]
-        return (np.abs(yy - c[cand, 0]) <= hc) & (np.abs(xx - c[cand, 1]) <= hc)
+        return (np.abs(yy - c[cand, 0]) <= hc) & (np.abs(xx - c[cand, 1]) <= hc) & ok[cand]
     p0, d, length2, h2 = params
     safe = np.maximum(length2, _F(1e-12))[cand]
     py = yy - p0[cand, 0]

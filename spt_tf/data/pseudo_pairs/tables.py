@@ -100,7 +100,8 @@ def load_dataset(
       size: (H, W) to work at; None: the maps' own (all must agree).
       maps_out: optional ``.npy`` path; the maps are written there as a memory map instead of
         held in memory (large sets).
-      tolerance: pixels a keypoint may lie outside its map.
+      tolerance: pixels a keypoint may lie outside its map (``formats.read_annotations``;
+        the field's 256x176 DeepFashion files need ``formats.DEEPFASHION_176_TOLERANCE``).
       progress: tqdm bar.
 
     Returns:
@@ -109,7 +110,10 @@ def load_dataset(
     Raises:
       formats.FormatError: a missing or bad file, or maps of different sizes without ``size``.
     """
-    kps = formats.read_annotations(annotations)
+    # The file's frame is each map's own size (checked below, after any resize); the reader
+    # checks the lower bound with the same tolerance.
+    rows: dict[str, int] = {}
+    kps = formats.read_annotations(annotations, tolerance=tolerance, rows=rows)
     names = list(kps)
     if not names:
         raise formats.FormatError(annotations, "no annotation rows")
@@ -139,12 +143,15 @@ def load_dataset(
             k = np.where(vis[:, None], k * np.array([h / m.shape[0], w / m.shape[1]], _F), k)
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
         vis = present(k)
-        bad = vis & ((k[:, 0] < -tolerance) | (k[:, 0] > h - 1 + tolerance)
-                     | (k[:, 1] < -tolerance) | (k[:, 1] > w - 1 + tolerance))
+        bad = vis[:, None] & np.stack([(k[:, 0] < -tolerance) | (k[:, 0] > h - 1 + tolerance),
+                                       (k[:, 1] < -tolerance) | (k[:, 1] > w - 1 + tolerance)],
+                                      1)  # [18, (y, x)]
         if bad.any():
-            j = int(np.nonzero(bad)[0][0])
+            j, c = (int(v) for v in np.argwhere(bad)[0])
             raise formats.FormatError(annotations, f"keypoint {j} of {name!r} at {k[j].tolist()} "
-                                      f"lies outside its {h}x{w} map", None, "keypoints")
+                                      f"lies outside its {h}x{w} map by more than the tolerance "
+                                      f"{tolerance:g}", rows[name],
+                                      ("keypoints_y", "keypoints_x")[c])
         maps[i] = m
         kp[i] = k
     if isinstance(maps, np.memmap):
