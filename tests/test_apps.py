@@ -389,6 +389,27 @@ def test_pose_transfer_saved_model_and_workdir(trained, tmp_path):
     assert os.path.isfile(wd["paths"]["figure"])
 
 
+def test_cli_keypoint_tolerance_reads_points_outside_the_photo(trained, tmp_path):
+    """Annotation rows with points outside the photo (as the field's 256x176 DeepFashion files have)
+    are refused by default, naming the file, and read with --keypoint_tolerance."""
+    from spt_tf.apps import __main__ as cli
+
+    csv, people = _test_files(trained["data"])
+    (img_a, par_a, name_a), (img_b, _, name_b) = people[0], people[1]
+    table = formats.read_annotations(csv)
+    shifted = {name_a: table[name_a].copy(), name_b: table[name_b].copy()}
+    present = np.flatnonzero(shifted[name_a][:, 1] >= 0)
+    shifted[name_a][present[0], 1] = -31.0  # 31 px left of the photo
+    out_csv = str(tmp_path / "shifted.csv")
+    formats.write_annotations(out_csv, shifted)
+    base = ["pose-transfer", "--model", trained["export"], "--image", img_a, "--parsing", par_a,
+            "--keypoints_csv", out_csv, "--target_image", img_b]  # fmt: skip
+    with pytest.raises(formats.FormatError, match=r"shifted.csv, row \d+, field .keypoints_x."):
+        cli.run(_args(*base, "--out", str(tmp_path / "refused")))
+    res = cli.run(_args(*base, "--keypoint_tolerance", "40", "--out", str(tmp_path / "read")))
+    assert res["image"].shape == formats.read_image(img_b).shape
+
+
 def test_workdir_and_saved_model_give_the_same_result(trained):
     """The workdir backend restores the exported weights: same outputs as the SavedModel."""
     be_wd = _workdir(trained["workdir"])

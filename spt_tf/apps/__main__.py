@@ -63,6 +63,9 @@ def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argpar
     kp.add_argument("--detect_threshold", type=float, default=0.1, help="P heatmap peaks below this are missing")
     kp.add_argument("--openpose_threshold", type=float, default=0.05,
                     help="OpenPose joints with confidence <= this are missing")  # fmt: skip
+    kp.add_argument("--keypoint_tolerance", type=float, default=2.0,
+                    help="pixels a keypoint may lie outside its photo (40 for the field's 256x176 "
+                         "DeepFashion annotations, docs/data.md)")  # fmt: skip
     par = common.add_argument_group("parsing")
     par.add_argument("--parse", action="store_true",
                      help="predict the parsing with the trained human parser where no --parsing / --lip_parsing "
@@ -100,6 +103,7 @@ def _source(args, prefix: str):
         openpose_json=get("openpose_json"), person=get("person"), csv=csv,
         name=get("name") or (os.path.basename(image) if image else None), detect=args.detect,
         openpose_threshold=args.openpose_threshold, detect_threshold=args.detect_threshold,
+        tolerance=getattr(args, "keypoint_tolerance", commands.KEYPOINT_TOLERANCE),
     )  # fmt: skip
 
 
@@ -175,7 +179,9 @@ def run(args) -> dict:
     tgt = commands.read_keypoints(tsrc, frame, f"target pose {os.path.basename(label)}", be)
     be = be or predictor_lib.load(args.model, args.workdir, args.config)
     result = commands.pose_transfer(be, source, tgt, args.out, target_image=target_image,
-                                    target_shape=frame.shape[:2], target_label=os.path.basename(label))  # fmt: skip
+                                    target_shape=frame.shape[:2], target_label=os.path.basename(label),
+                                    keypoint_tolerance=getattr(args, "keypoint_tolerance",
+                                                               commands.KEYPOINT_TOLERANCE))  # fmt: skip
     target = None
     if tsrc.predicted:  # P ran on the target photo (the only way it predicts a target pose)
         target = commands.Person(target_image, tgt, label=os.path.basename(label), keypoints_predicted=True)

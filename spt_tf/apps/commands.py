@@ -61,6 +61,9 @@ class KeypointSource:
       detect: run the pose detector P (workdir backends only).
       openpose_threshold: OpenPose joints with confidence ``<=`` it are missing.
       detect_threshold: P's heatmap peaks below it are missing.
+      tolerance: how far (pixels) a present keypoint may lie outside the photo
+        (the field's 256x176 DeepFashion annotations need
+        ``formats.DEEPFASHION_176_TOLERANCE``); such points are kept as they are.
     """
 
     openpose_json: str | None = None
@@ -70,6 +73,7 @@ class KeypointSource:
     detect: bool = False
     openpose_threshold: float = 0.05
     detect_threshold: float = 0.1
+    tolerance: float = KEYPOINT_TOLERANCE
 
     @property
     def predicted(self) -> bool:
@@ -87,13 +91,15 @@ class KeypointSource:
 # ---------------------------------------------------------------- inputs
 
 
-def check_in_image(keypoints: np.ndarray, shape: tuple[int, int], what: str) -> None:
-    """Raises KeypointError when a present keypoint lies outside the photo (wrong CSV / image size)."""
+def check_in_image(keypoints: np.ndarray, shape: tuple[int, int], what: str,
+                   tolerance: float = KEYPOINT_TOLERANCE) -> None:  # fmt: skip
+    """Raises KeypointError when a present keypoint lies more than ``tolerance`` pixels outside the
+    photo (a wrong CSV / image size)."""
     kp = np.asarray(keypoints)
     ok = ~np.any(kp == kp_lib.MISSING, axis=-1)
     h, w = shape
-    out = ok & ((kp[:, 0] < -KEYPOINT_TOLERANCE) | (kp[:, 0] > h - 1 + KEYPOINT_TOLERANCE)
-                | (kp[:, 1] < -KEYPOINT_TOLERANCE) | (kp[:, 1] > w - 1 + KEYPOINT_TOLERANCE))  # fmt: skip
+    t = float(tolerance)
+    out = ok & ((kp[:, 0] < -t) | (kp[:, 0] > h - 1 + t) | (kp[:, 1] < -t) | (kp[:, 1] > w - 1 + t))
     if out.any():
         bad = [f"{kp_lib.KEYPOINT_NAMES[i]} (y={kp[i, 0]:g}, x={kp[i, 1]:g})" for i in np.flatnonzero(out)]
         raise kp_lib.KeypointError(
@@ -153,7 +159,7 @@ def read_keypoints(source: KeypointSource, image: np.ndarray, what: str, backend
     elif source.csv:
         if not source.name:
             raise kp_lib.KeypointError(f"{what}: give the image's row name in {source.csv} (--name)")
-        kp = kp_lib.from_annotations(source.csv, source.name)
+        kp = kp_lib.from_annotations(source.csv, source.name, tolerance=source.tolerance)
     elif source.detect:
         if backend is None:
             raise ValueError("keypoint detection needs a backend")
@@ -165,7 +171,7 @@ def read_keypoints(source: KeypointSource, image: np.ndarray, what: str, backend
         )
     what = f"{what} (keypoints from {source.describe()})"
     kp = kp_lib.check_keypoints(kp, what)
-    check_in_image(kp, image.shape[:2], what)
+    check_in_image(kp, image.shape[:2], what, source.tolerance)
     return kp
 
 
@@ -265,7 +271,7 @@ def _layout(caption, parsing, keypoints=None):
 
 def pose_transfer(backend, source: Person, target_keypoints: np.ndarray, out_dir: str,
                   target_shape: tuple[int, int] | None = None, target_image: np.ndarray | None = None,
-                  target_label: str = "target") -> dict:  # fmt: skip
+                  target_label: str = "target", keypoint_tolerance: float = KEYPOINT_TOLERANCE) -> dict:  # fmt: skip
     """Re-poses ``source`` into ``target_keypoints`` (H_S predicts the parsing, H_A renders).
 
     Args:
@@ -288,7 +294,7 @@ def pose_transfer(backend, source: Person, target_keypoints: np.ndarray, out_dir
     if target_shape is None:
         target_shape = source.shape if target_image is None else target_image.shape[:2]
     tgt = kp_lib.check_keypoints(target_keypoints, f"target pose ({target_label})")
-    check_in_image(tgt, target_shape, f"target pose ({target_label})")
+    check_in_image(tgt, target_shape, f"target pose ({target_label})", keypoint_tolerance)
     lb_s, img, par, src_kp = _to_model(backend, source)
     lb_t = resize.fit(target_shape, backend.size)
     out = backend.pose_transfer(img[None], par[None], src_kp[None], lb_t.keypoints(tgt)[None])
