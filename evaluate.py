@@ -28,21 +28,11 @@ from spt_tf.evaluation import evaluator, inception, lpips  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/spt.py:synthetic", "Config file (and argument).", lock_config=True
 )
-flags.DEFINE_string(
-    "workdir", None, "Training workdir: evaluates its latest joint / appearance checkpoint."
-)
-flags.DEFINE_string(
-    "checkpoint", None, "Explicit checkpoint path (instead of the workdir's latest)."
-)
-flags.DEFINE_string(
-    "saved_model", None, "SavedModel version directory (or export base: newest version)."
-)
-flags.DEFINE_enum(
-    "split", "test", ["test", "train"], "Pairs to evaluate: data.pairs_test or data.pairs_train."
-)
-flags.DEFINE_integer(
-    "max_pairs", None, "Evaluate the first N pairs (default config.eval.max_pairs; 0 = all)."
-)
+flags.DEFINE_string("workdir", None, "Training workdir: evaluates its latest joint / appearance checkpoint.")
+flags.DEFINE_string("checkpoint", None, "Explicit checkpoint path (instead of the workdir's latest).")
+flags.DEFINE_string("saved_model", None, "SavedModel version directory (or export base: newest version).")
+flags.DEFINE_enum("split", "test", ["test", "train"], "Pairs to evaluate: data.pairs_test or data.pairs_train.")
+flags.DEFINE_integer("max_pairs", None, "Evaluate the first N pairs (default config.eval.max_pairs; 0 = all).")
 flags.DEFINE_string("out_dir", None, "Output directory (default WORKDIR/eval).")
 flags.DEFINE_bool(
     "allow_random_weights",
@@ -52,15 +42,12 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_bool("skip_inception", False, "Leave IS, mask-IS and FID out (no Inception network).")
 flags.DEFINE_bool("skip_lpips", False, "Leave LPIPS out (no AlexNet; config.eval.lpips_weights unused).")
-flags.DEFINE_string(
-    "fid_cache_dir", None, "Cache of the real FID statistics (default: parent of --out_dir)."
-)
+flags.DEFINE_string("fid_cache_dir", None, "Cache of the real FID statistics (default: parent of --out_dir).")
 flags.DEFINE_integer("num_samples", 16, "Rows of sample grids to write (8 per PNG).")
 flags.DEFINE_string(
     "parser_workdir",
     None,
-    "Workdir whose human parser (--stage=parser) judges the generated images (parser mIoU); "
-    "default --workdir.",
+    "Workdir whose human parser (--stage=parser) judges the generated images (parser mIoU); default --workdir.",
 )
 FLAGS = flags.FLAGS
 

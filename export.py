@@ -9,8 +9,9 @@ from ml_collections import config_flags
 
 from spt_tf.export import module
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/spt.py:synthetic", "Config file (and argument).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/spt.py:synthetic", "Config file (and argument).", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Training workdir (latest joint / appearance checkpoint).")
 flags.DEFINE_string("checkpoint", None, "Explicit checkpoint path (overrides --workdir).")
 flags.DEFINE_string("export_dir", None, "Base export directory.")

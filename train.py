@@ -13,11 +13,16 @@ from ml_collections import config_flags
 from spt_tf import evaluation
 from spt_tf.training import loop
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/spt.py:synthetic", "Config file (and argument).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/spt.py:synthetic", "Config file (and argument).", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Output directory (checkpoints, TensorBoard, resolved config).")
-flags.DEFINE_enum("stage", "all", list(loop.ALL_STAGES) + ["all"],
-                  "Stage of Algorithm 1 to run, all of them, or parser (the human parser, apart).")
+flags.DEFINE_enum(
+    "stage",
+    "all",
+    list(loop.ALL_STAGES) + ["all"],
+    "Stage of Algorithm 1 to run, all of them, or parser (the human parser, apart).",
+)
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -33,8 +38,14 @@ def main(argv):
         logging.warning("%s; rerun the same command to resume", e)
         return
     for s in summaries:
-        logging.info("stage %s: steps %d -> %d, %.1f examples/s, losses %s", s["stage"], s["start_step"],
-                     s["final_step"], s.get("examples_per_second", 0.0), s["losses"])
+        logging.info(
+            "stage %s: steps %d -> %d, %.1f examples/s, losses %s",
+            s["stage"],
+            s["start_step"],
+            s["final_step"],
+            s.get("examples_per_second", 0.0),
+            s["losses"],
+        )
 
 
 if __name__ == "__main__":

@@ -77,9 +77,7 @@ def _prepare(work, height, width, batch, identities, poses, model):
     from spt_tf.export import module
 
     root = os.path.join(work, f"data_{height}x{width}_{identities}x{poses}")
-    export = os.path.join(
-        work, f"export_{height}x{width}" + ("" if model == "synthetic" else f"_{model}")
-    )
+    export = os.path.join(work, f"export_{height}x{width}" + ("" if model == "synthetic" else f"_{model}"))
     if not os.path.isdir(root):
         synthetic.generate(root, identities, poses, height, width, seed=0, test_fraction=0.5)
     if not os.path.isdir(export):
@@ -102,14 +100,10 @@ def _child(spec):
     from spt_tf.evaluation import evaluator
 
     logging.set_verbosity(logging.WARNING)
-    c = _config(
-        spec["root"], spec["height"], spec["width"], spec["batch"], spec["buffer"], spec["model"]
-    )
+    c = _config(spec["root"], spec["height"], spec["width"], spec["batch"], spec["buffer"], spec["model"])
     os.makedirs(spec["out"], exist_ok=True)
     stop = threading.Event()
-    sampler = threading.Thread(
-        target=_sample_rss, args=(os.path.join(spec["out"], "rss.txt"), stop), daemon=True
-    )
+    sampler = threading.Thread(target=_sample_rss, args=(os.path.join(spec["out"], "rss.txt"), stop), daemon=True)
     sampler.start()
     r = evaluator.run(
         c,
@@ -154,12 +148,8 @@ def main(argv=None):
         help="leave glibc malloc's arenas and thresholds at their defaults "
         "(evaluate.py limits them: memory.limit_malloc_retention)",
     )
-    p.add_argument(
-        "--buffer", type=int, default=None, help="eval.buffer_batches (default: the config's)"
-    )
-    p.add_argument(
-        "--identities", type=int, default=16, help="synthetic identities (half are test)"
-    )
+    p.add_argument("--buffer", type=int, default=None, help="eval.buffer_batches (default: the config's)")
+    p.add_argument("--identities", type=int, default=16, help="synthetic identities (half are test)")
     p.add_argument("--poses", type=int, default=9, help="poses per identity: P(P-1) pairs each")
     p.add_argument("--tag", default="", help="suffix of each run's out dir (variants side by side)")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "spt_bench_evaluator"))
@@ -177,7 +167,8 @@ def main(argv=None):
         f"batch {a.batch}, "
         f"input buffer {buffer} batches, oneDNN "
         f"{'pool' if a.pool_allocator else 'system'} allocator, "
-        f"glibc malloc {'defaults' if a.glibc_default else 'limited (limit_malloc_retention)'}, LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}, "
+        f"glibc malloc {'defaults' if a.glibc_default else 'limited (limit_malloc_retention)'}, "
+        f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
         f"Inception input {a.inception_size}{' (skipped)' if a.skip_inception else ''}"
     )

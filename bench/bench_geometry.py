@@ -169,10 +169,18 @@ def bench_case(geom, batch, height, width, mode, steps, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", action="append", help="BATCHxHEIGHTxWIDTH (repeatable)")
-    parser.add_argument("--mode", action="append", choices=MODES + ("none",),
-                        help="throughput modes (default: graph, xla; 'none': skip the table)")
-    parser.add_argument("--function", action="append", choices=FUNCTIONS + ("none",),
-                        help="first-call cost of (default: pair_conditioning; 'none': skip)")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        choices=MODES + ("none",),
+        help="throughput modes (default: graph, xla; 'none': skip the table)",
+    )
+    parser.add_argument(
+        "--function",
+        action="append",
+        choices=FUNCTIONS + ("none",),
+        help="first-call cost of (default: pair_conditioning; 'none': skip)",
+    )
     parser.add_argument("--geometry", help="path of another geometry.py to benchmark")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)

@@ -88,8 +88,7 @@ def main(argv=None):
     rows = []
     for size in a.sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(size), "--batch", str(a.batch)]
-            + ["--calls", str(a.calls)],
+            [sys.executable, __file__, "--child", str(size), "--batch", str(a.batch)] + ["--calls", str(a.calls)],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -4,9 +4,9 @@
     .venv/bin/python bench/bench_models.py --quick         # 128x64 only, fewer repeats
 
 For each generator (H_S, H_A, at 256 also the progressive H_A of DeepFashion,
-and each H_A again with its deformable skips removed: same convolutions) at each size and batch, with XLA off (``tf.function``) and on
-(``jit_compile=True``): the median forward time of ``--repeats`` runs after one
-warm-up (wall clock, and CPU seconds of this process over all its threads:
+and each H_A again with its deformable skips removed: same convolutions) at each size and
+batch, with XLA off (``tf.function``) and on (``jit_compile=True``): the median forward
+time of ``--repeats`` runs after one warm-up (wall clock, and CPU seconds of this process over all its threads:
 on a shared machine the CPU figure is the steadier one), plus the first-call
 time (tracing, XLA compile). FLOPs are those of the convolutions and
 matmuls (2 x MACs), counted by the TF profiler on the frozen forward graph at
@@ -107,9 +107,12 @@ def main():
     start = time.time()
     load = os.getloadavg()
     device = tf.config.list_physical_devices("GPU")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{'GPU ' + str(device) if device else 'CPU only'}; TF {tf.__version__}; load average at start "
-          f"{load[0]:.1f}", flush=True)
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{'GPU ' + str(device) if device else 'CPU only'}; TF {tf.__version__}; load average at start "
+        f"{load[0]:.1f}",
+        flush=True,
+    )
     rows = []
     for height, width in sizes:
         nets = {
@@ -152,15 +155,20 @@ def main():
                     rows.append(row)
                     print(row, flush=True)
     print(f"\n# total {time.time() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f}\n")
-    print("| model | size | batch | XLA | params | GFLOP (conv) | first call s | forward ms (wall) "
-          "| CPU-s / forward | GFLOP per CPU-s | warp share (wall) | warp share (CPU) |")
+    print(
+        "| model | size | batch | XLA | params | GFLOP (conv) | first call s | forward ms (wall) "
+        "| CPU-s / forward | GFLOP per CPU-s | warp share (wall) | warp share (CPU) |"
+    )
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         share = f"{100 * r['warp_share']:.0f} %" if r["warp_share"] is not None else "–"
         share_cpu = f"{100 * r['warp_share_cpu']:.0f} %" if r["warp_share_cpu"] is not None else "–"
-        print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['xla']} | {r['params'] / 1e6:.1f} M "
-              f"| {r['gflop']:.1f} | {r['first_s']:.1f} | {r['ms']:.0f} | {r['cpu_s']:.2f} "
-              f"| {r['gflops_cpu']:.0f} | {share} | {share_cpu} |")
+        print(
+            f"| {r['model']} | {r['size']} | {r['batch']} | {r['xla']} | {r['params'] / 1e6:.1f} M "
+            f"| {r['gflop']:.1f} | {r['first_s']:.1f} | {r['ms']:.0f} | {r['cpu_s']:.2f} "
+            f"| {r['gflops_cpu']:.0f} | {share} | {share_cpu} |"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -57,8 +57,9 @@ def ensure_set(root: str, name: str, workers: int) -> str:
 
 
 def load(data_dir: str, n: int | None = None):
-    names, maps, kp = pp.load_dataset(os.path.join(data_dir, "annotation-train.csv"),
-                                      os.path.join(data_dir, "parsing"), progress=False)
+    names, maps, kp = pp.load_dataset(
+        os.path.join(data_dir, "annotation-train.csv"), os.path.join(data_dir, "parsing"), progress=False
+    )
     with open(os.path.join(data_dir, "identities.csv")) as f:
         rows = {r["name"]: r for r in csv.DictReader(f)}
     if n is not None:
@@ -85,8 +86,9 @@ def one_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -
     t_tf = time.time() - t0
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pseudo-pairs.csv")
-        s = pp.run_search(names, maps, kp, out, settings_for(top_k, prefilter_k),
-                          identities=ident, workers=workers, progress=False)
+        s = pp.run_search(
+            names, maps, kp, out, settings_for(top_k, prefilter_k), identities=ident, workers=workers, progress=False
+        )
         rows = pp.read_pseudo_pairs(out)
     index = {x: i for i, x in enumerate(names)}
     same = [truth[index[a]] == truth[index[b]] for a, b, _ in rows]
@@ -95,21 +97,43 @@ def one_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -
     self_rss = pp.peak_rss_mb()
     kids_rss = s["stages"].get("worker_peak_rss_mb", 0.0)
     return {
-        "n": n, "height": int(maps.shape[1]), "width": int(maps.shape[2]), "workers": workers,
-        "top_k": top_k, "prefilter_k": prefilter_k, "load_s": t_load, "tf_init_s": t_tf,
-        "search_s": s["seconds"], "stages": s["stages"],
-        "pairs": s["pairs"], "unmatched": s["unmatched"],
+        "n": n,
+        "height": int(maps.shape[1]),
+        "width": int(maps.shape[2]),
+        "workers": workers,
+        "top_k": top_k,
+        "prefilter_k": prefilter_k,
+        "load_s": t_load,
+        "tf_init_s": t_tf,
+        "search_s": s["seconds"],
+        "stages": s["stages"],
+        "pairs": s["pairs"],
+        "unmatched": s["unmatched"],
         "same_type_fraction": float(np.mean(same)) if same else float("nan"),
-        "peak_rss_mb": self_rss, "peak_worker_rss_mb": kids_rss,
-        "descriptor_dim": int(pp.build_descriptors(maps[:400], kp[:400], pp.SearchSettings(),
-                                                   reference=pp.reference_pose(kp)).u.shape[1]),
+        "peak_rss_mb": self_rss,
+        "peak_worker_rss_mb": kids_rss,
+        "descriptor_dim": int(
+            pp.build_descriptors(maps[:400], kp[:400], pp.SearchSettings(), reference=pp.reference_pose(kp)).u.shape[1]
+        ),
         "groups": s["groups"],
     }
 
 
 def subprocess_run(data_dir: str, n: int, workers: int, top_k: int, prefilter_k: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", str(n), "--one_data", data_dir,
-           "--workers", str(workers), "--top_k", str(top_k), "--prefilter_k", str(prefilter_k)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--one",
+        str(n),
+        "--one_data",
+        data_dir,
+        "--workers",
+        str(workers),
+        "--top_k",
+        str(top_k),
+        "--prefilter_k",
+        str(prefilter_k),
+    ]
     # One BLAS thread: on a shared machine OpenBLAS's spinning threads inflate both wall and
     # CPU time many times over; the exact stage's processes do no BLAS work anyway.
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
@@ -128,17 +152,23 @@ def quality(data_dir: str, n: int, top_k: int, prefilter_k: int, max_k: int = 64
     voted = pp.vote_clothing(raw, ident)
 
     def accuracy(types):
-        return {"sleeve": float(np.mean([a[0] == b[0] for a, b in zip(types, truth)])),
-                "lower": float(np.mean([a[1] == b[1] for a, b in zip(types, truth)])),
-                "both": float(np.mean([a == b for a, b in zip(types, truth)]))}
+        return {
+            "sleeve": float(np.mean([a[0] == b[0] for a, b in zip(types, truth)])),
+            "lower": float(np.mean([a[1] == b[1] for a, b in zip(types, truth)])),
+            "both": float(np.mean([a == b for a, b in zip(types, truth)])),
+        }
 
     # Chosen targets: identities excluded in both; clothing from the maps alone, or voted.
     agree = {}
     index = {x: i for i, x in enumerate(names)}
     for mode, types in (("maps_only", raw), ("identity_vote", voted)):
-        rows = pp.search(dict(zip(names, maps)), dict(zip(names, kp)),
-                         clothing=dict(zip(names, types)), identities=dict(zip(names, ident)),
-                         settings=settings_for(top_k, prefilter_k))
+        rows = pp.search(
+            dict(zip(names, maps)),
+            dict(zip(names, kp)),
+            clothing=dict(zip(names, types)),
+            identities=dict(zip(names, ident)),
+            settings=settings_for(top_k, prefilter_k),
+        )
         agree[mode] = float(np.mean([truth[index[a]] == truth[index[b]] for a, b, _ in rows]))
     settings = settings_for(top_k, prefilter_k)
     groups = pp._group_ids(voted)
@@ -154,7 +184,7 @@ def quality(data_dir: str, n: int, top_k: int, prefilter_k: int, max_k: int = 64
         small = pp.mode_pool(maps, factor)
         small_kp = np.where(kp >= 0, kp / factor, -1).astype(np.float32)
         for s0 in range(0, n, 128):
-            src = src_all[s0:s0 + 128]
+            src = src_all[s0 : s0 + 128]
             tr = pp._chunk_transforms(small_kp, src, first[src])
             table = pp._table_costs(small, small_kp, src, first[src], tr, settings)
             order = np.argsort(table, axis=1, kind="stable")
@@ -169,8 +199,11 @@ def quality(data_dir: str, n: int, top_k: int, prefilter_k: int, max_k: int = 64
         ps, pc = [], []
         for s in src:
             mem = np.nonzero(groups == groups[s])[0]
-            ok = (pp.pose_distances(z[s:s + 1], v[s:s + 1], z[mem], v[mem])[0]
-                  >= settings.min_pose_distance) & (mem != s) & (ids[mem] != ids[s])
+            ok = (
+                (pp.pose_distances(z[s : s + 1], v[s : s + 1], z[mem], v[mem])[0] >= settings.min_pose_distance)
+                & (mem != s)
+                & (ids[mem] != ids[s])
+            )
             ps += [s] * int(ok.sum())
             pc += list(mem[ok])
         ps, pc = np.array(ps, np.int64), np.array(pc, np.int64)
@@ -184,17 +217,31 @@ def quality(data_dir: str, n: int, top_k: int, prefilter_k: int, max_k: int = 64
                 best[s] = pc[sel[np.argmin(costs[sel])]]
     t_brute = time.time() - t0
     has = best >= 0
-    recall = {k: float(np.mean([best[s] in cand[s, :k] for s in np.nonzero(has)[0]]))
-              for k in (1, 2, 4, 8, 16, 32, 64) if k <= max_k}
+    recall = {
+        k: float(np.mean([best[s] in cand[s, :k] for s in np.nonzero(has)[0]]))
+        for k in (1, 2, 4, 8, 16, 32, 64)
+        if k <= max_k
+    }
     # Pipeline: the exact best is found iff it survives both stages (pre-filter_k, then the
     # coarse stage's top_k).
-    pipeline = {k: float(np.mean([best[s] in coarse_order[s, :k] for s in np.nonzero(has)[0]]))
-                for k in (1, 2, 4, 8, 16) if k <= prefilter_k}
-    return {"n": n, "sources_with_candidates": int(has.sum()), "accuracy_maps_only":
-            accuracy(raw), "accuracy_identity_vote": accuracy(voted), "same_type": agree,
-            "clothing_s": t_cloth, "recall": recall, "pipeline_recall": pipeline,
-            "coarse_factor": factor, "brute_force_pairs": evaluated,
-            "brute_force_s": t_brute}
+    pipeline = {
+        k: float(np.mean([best[s] in coarse_order[s, :k] for s in np.nonzero(has)[0]]))
+        for k in (1, 2, 4, 8, 16)
+        if k <= prefilter_k
+    }
+    return {
+        "n": n,
+        "sources_with_candidates": int(has.sum()),
+        "accuracy_maps_only": accuracy(raw),
+        "accuracy_identity_vote": accuracy(voted),
+        "same_type": agree,
+        "clothing_s": t_cloth,
+        "recall": recall,
+        "pipeline_recall": pipeline,
+        "coarse_factor": factor,
+        "brute_force_pairs": evaluated,
+        "brute_force_s": t_brute,
+    }
 
 
 def prefilter_entry_cost(data_dir: str, n: int, k: int) -> dict:
@@ -206,8 +253,14 @@ def prefilter_entry_cost(data_dir: str, n: int, k: int) -> dict:
     t0, c0 = time.time(), time.process_time()
     pp.prefilter(desc, kp, np.zeros(n, np.int64), None, settings, k=k)
     wall, cpu = time.time() - t0, time.process_time() - c0
-    return {"n": n, "wall_s": wall, "cpu_s": cpu, "dim": int(desc.u.shape[1]),
-            "ns_per_entry_wall": wall / n ** 2 * 1e9, "ns_per_entry_cpu": cpu / n ** 2 * 1e9}
+    return {
+        "n": n,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "dim": int(desc.u.shape[1]),
+        "ns_per_entry_wall": wall / n**2 * 1e9,
+        "ns_per_entry_cpu": cpu / n**2 * 1e9,
+    }
 
 
 def fit(ns, ts, powers):
@@ -233,8 +286,11 @@ def main(argv=None):
         print(json.dumps(one_run(a.one_data, a.one, a.workers, a.top_k, a.prefilter_k)))
         return None
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}, numpy {np.__version__}", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}, numpy {np.__version__}",
+        flush=True,
+    )
     t_all = time.time()
     d128 = ensure_set(a.data, "syn128", a.workers)
     d256 = ensure_set(a.data, "syn256", a.workers)
@@ -244,41 +300,57 @@ def main(argv=None):
         r = subprocess_run(d128, n, a.workers, a.top_k, a.prefilter_k)
         scale.append(r)
         st = r["stages"]
-        print(f"N={n:5d} 128x64: search {r['search_s']:7.1f} s, TF init {r['tf_init_s']:.1f} s "
-              f"apart (clothing {st['clothing']:.1f}, "
-              f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
-              f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
-              f"{st['pairs_evaluated']} full pairs], merge {st['merge']:.2f}); load "
-              f"{r['load_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f} MB + workers "
-              f"{r['peak_worker_rss_mb']:.0f} MB; same clothing "
-              f"{r['same_type_fraction']:.3f}; unmatched {r['unmatched']}", flush=True)
+        print(
+            f"N={n:5d} 128x64: search {r['search_s']:7.1f} s, TF init {r['tf_init_s']:.1f} s "
+            f"apart (clothing {st['clothing']:.1f}, "
+            f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
+            f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
+            f"{st['pairs_evaluated']} full pairs], merge {st['merge']:.2f}); load "
+            f"{r['load_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f} MB + workers "
+            f"{r['peak_worker_rss_mb']:.0f} MB; same clothing "
+            f"{r['same_type_fraction']:.3f}; unmatched {r['unmatched']}",
+            flush=True,
+        )
     r256 = subprocess_run(d256, 600, a.workers, a.top_k, a.prefilter_k)
     st = r256["stages"]
-    print(f"N=  600 256x256: search {r256['search_s']:.1f} s (clothing {st['clothing']:.1f}, "
-          f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
-          f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
-          f"{st['pairs_evaluated']} full pairs]); "
-          f"load {r256['load_s']:.1f} s; same clothing {r256['same_type_fraction']:.3f}",
-          flush=True)
+    print(
+        f"N=  600 256x256: search {r256['search_s']:.1f} s (clothing {st['clothing']:.1f}, "
+        f"descriptors {st['descriptors']:.1f}, pre-filter {st['prefilter']:.1f}, exact "
+        f"{st['exact']:.1f} [cpu {st['exact_cpu']:.1f} for {st['coarse_pairs']} coarse + "
+        f"{st['pairs_evaluated']} full pairs]); "
+        f"load {r256['load_s']:.1f} s; same clothing {r256['same_type_fraction']:.3f}",
+        flush=True,
+    )
     q = quality(d128, a.quality_n, a.top_k, a.prefilter_k)
-    print(f"quality N={q['n']}: clothing accuracy (maps only) {q['accuracy_maps_only']}, "
-          f"(identity vote) {q['accuracy_identity_vote']}; chosen targets of the source's true "
-          f"clothing type: {q['same_type']}; recall of the exact best in the pre-filter's top "
-          f"K: {q['recall']}; after the coarse stage (x1/{q['coarse_factor']}) of the first "
-          f"{a.prefilter_k}: {q['pipeline_recall']} ({q['brute_force_pairs']} brute-force pairs "
-          f"in {q['brute_force_s']:.0f} s)", flush=True)
+    print(
+        f"quality N={q['n']}: clothing accuracy (maps only) {q['accuracy_maps_only']}, "
+        f"(identity vote) {q['accuracy_identity_vote']}; chosen targets of the source's true "
+        f"clothing type: {q['same_type']}; recall of the exact best in the pre-filter's top "
+        f"K: {q['recall']}; after the coarse stage (x1/{q['coarse_factor']}) of the first "
+        f"{a.prefilter_k}: {q['pipeline_recall']} ({q['brute_force_pairs']} brute-force pairs "
+        f"in {q['brute_force_s']:.0f} s)",
+        flush=True,
+    )
     pe = prefilter_entry_cost(d128, sizes[-1], a.prefilter_k)
-    print(f"pre-filter, {pe['n']} maps in one clothing group: {pe['wall_s']:.1f} s wall, "
-          f"{pe['cpu_s']:.1f} s CPU ({pe['ns_per_entry_cpu']:.2f} ns CPU per source-candidate "
-          f"entry, D = {pe['dim']})", flush=True)
+    print(
+        f"pre-filter, {pe['n']} maps in one clothing group: {pe['wall_s']:.1f} s wall, "
+        f"{pe['cpu_s']:.1f} s CPU ({pe['ns_per_entry_cpu']:.2f} ns CPU per source-candidate "
+        f"entry, D = {pe['dim']})",
+        flush=True,
+    )
 
     # Growth laws from the 128x64 runs: wall as measured, and "dedicated" time (CPU seconds of
     # each stage; the exact stage's divided by the workers), which the machine's other load
     # does not inflate.
     def dedicated(r):
         st = r["stages"]
-        return (st["clothing_cpu"] + st["descriptors_cpu"] + st["prefilter_cpu"]
-                + st["exact_cpu"] / r["workers"] + st["merge"])
+        return (
+            st["clothing_cpu"]
+            + st["descriptors_cpu"]
+            + st["prefilter_cpu"]
+            + st["exact_cpu"] / r["workers"]
+            + st["merge"]
+        )
 
     ns = [r["n"] for r in scale]
     total = [r["search_s"] for r in scale]
@@ -288,11 +360,14 @@ def main(argv=None):
     ded_law = fit(ns, ded, (0, 1, 2))
     pre_law = fit(ns, pre, (1, 2))
     slope = np.polyfit(np.log(ns), np.log(ded), 1)[0] if len(ns) > 1 else float("nan")
-    print(f"growth at 128x64: wall = {law[0]:.2f} s + {law[1] * 1e3:.3f} ms * N + "
-          f"{law[2] * 1e9:.3f} ns * N^2; dedicated = {ded_law[0]:.2f} s + "
-          f"{ded_law[1] * 1e3:.3f} ms * N + {ded_law[2] * 1e9:.3f} ns * N^2 (log-log slope "
-          f"{slope:.2f}); pre-filter CPU = {pre_law[1] * 1e3:.3f} ms * N + "
-          f"{pre_law[2] * 1e9:.3f} ns * N^2", flush=True)
+    print(
+        f"growth at 128x64: wall = {law[0]:.2f} s + {law[1] * 1e3:.3f} ms * N + "
+        f"{law[2] * 1e9:.3f} ns * N^2; dedicated = {ded_law[0]:.2f} s + "
+        f"{ded_law[1] * 1e3:.3f} ms * N + {ded_law[2] * 1e9:.3f} ns * N^2 (log-log slope "
+        f"{slope:.2f}); pre-filter CPU = {pre_law[1] * 1e3:.3f} ms * N + "
+        f"{pre_law[2] * 1e9:.3f} ns * N^2",
+        flush=True,
+    )
 
     # DeepFashion estimate: per-map CPU costs at 256x256 (exact: both stages, per source);
     # the pre-filter's N^2 term from the one-group measurement, scaled by the descriptor
@@ -308,36 +383,51 @@ def main(argv=None):
         "tf_init": r256["tf_init_s"],
         "clothing": st["clothing_cpu"] / n256 * DEEPFASHION_N,
         "descriptors": st["descriptors_cpu"] / n256 * DEEPFASHION_N,
-        "prefilter": entry * balance * DEEPFASHION_N ** 2,
+        "prefilter": entry * balance * DEEPFASHION_N**2,
         "exact": st["exact_cpu"] / n256 * DEEPFASHION_N / a.workers,
     }
     est["total"] = sum(est.values())
-    worst = est["total"] - est["prefilter"] + entry * DEEPFASHION_N ** 2
-    print(f"DeepFashion-sized estimate (N={DEEPFASHION_N}, 256x256, top_k={a.top_k}, "
-          f"prefilter_k={a.prefilter_k}, {a.workers} workers, dedicated cores): "
-          + ", ".join(f"{k} {v / 60:.1f} min" for k, v in est.items())
-          + f" (clothing groups as the synthetic set: sum of squared shares {balance:.3f}; all "
-          f"in one group: total {worst / 60:.1f} min); exact stages "
-          f"{st['exact_cpu'] / n256 * 1e3:.1f} ms CPU per map ({st['coarse_pairs'] / n256:.1f} "
-          f"coarse + {st['pairs_evaluated'] / n256:.1f} full-resolution pairs)", flush=True)
+    worst = est["total"] - est["prefilter"] + entry * DEEPFASHION_N**2
+    print(
+        f"DeepFashion-sized estimate (N={DEEPFASHION_N}, 256x256, top_k={a.top_k}, "
+        f"prefilter_k={a.prefilter_k}, {a.workers} workers, dedicated cores): "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in est.items())
+        + f" (clothing groups as the synthetic set: sum of squared shares {balance:.3f}; all "
+        f"in one group: total {worst / 60:.1f} min); exact stages "
+        f"{st['exact_cpu'] / n256 * 1e3:.1f} ms CPU per map ({st['coarse_pairs'] / n256:.1f} "
+        f"coarse + {st['pairs_evaluated'] / n256:.1f} full-resolution pairs)",
+        flush=True,
+    )
     est["one_group_total"] = worst
     # Memory: the parent's peak does not grow with N beyond the descriptors (2 N D float32),
     # the candidates (N prefilter_k int64) and a pre-filter block; the maps are a memory map
     # (file-backed pages); each worker holds one group of sources and their candidates.
     grow = DEEPFASHION_N * (2 * r256["descriptor_dim"] * 4 + a.prefilter_k * 8)
     block = pp.SearchSettings.block * DEEPFASHION_N * 4 * 6
-    mem = {"parent_mb": r256["peak_rss_mb"] + (grow + block) / 2 ** 20,
-           "workers_mb": a.workers * r256["peak_worker_rss_mb"],
-           "maps_file_mb": DEEPFASHION_N * 256 * 256 / 2 ** 20}
-    print(f"DeepFashion-sized memory estimate: parent {mem['parent_mb']:.0f} MB (measured "
-          f"{r256['peak_rss_mb']:.0f} MB at 600 maps + descriptors, candidates and one "
-          f"one-group pre-filter block), workers {a.workers} x {r256['peak_worker_rss_mb']:.0f} "
-          f"MB, maps memory-mapped from a {mem['maps_file_mb']:.0f} MB file (page cache)",
-          flush=True)
+    mem = {
+        "parent_mb": r256["peak_rss_mb"] + (grow + block) / 2**20,
+        "workers_mb": a.workers * r256["peak_worker_rss_mb"],
+        "maps_file_mb": DEEPFASHION_N * 256 * 256 / 2**20,
+    }
+    print(
+        f"DeepFashion-sized memory estimate: parent {mem['parent_mb']:.0f} MB (measured "
+        f"{r256['peak_rss_mb']:.0f} MB at 600 maps + descriptors, candidates and one "
+        f"one-group pre-filter block), workers {a.workers} x {r256['peak_worker_rss_mb']:.0f} "
+        f"MB, maps memory-mapped from a {mem['maps_file_mb']:.0f} MB file (page cache)",
+        flush=True,
+    )
     est["memory"] = mem
     print(f"bench wall time {time.time() - t_all:.0f} s", flush=True)
-    results = {"scale": scale, "r256": r256, "quality": q, "prefilter_entry": pe, "wall_law": law,
-               "dedicated_law": ded_law, "prefilter_law": pre_law, "deepfashion_estimate_s": est}
+    results = {
+        "scale": scale,
+        "r256": r256,
+        "quality": q,
+        "prefilter_entry": pe,
+        "wall_law": law,
+        "dedicated_law": ded_law,
+        "prefilter_law": pre_law,
+        "deepfashion_estimate_s": est,
+    }
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1, default=float)

@@ -130,8 +130,13 @@ def main(argv=None):
     p.add_argument("--ablations", default=",".join(ABLATIONS))
     p.add_argument("--app_steps", type=int, default=400)
     p.add_argument("--joint_steps", type=int, default=200)
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="config override for every train.py / evaluate.py call, e.g. train.min_pose_pckh=0")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="config override for every train.py / evaluate.py call, e.g. train.min_pose_pckh=0",
+    )
     p.add_argument("--shared_steps", type=int, default=0,
                    help="steps of P, H_S and the parser (0: the config's)")  # fmt: skip
     a = p.parse_args(argv)
@@ -180,11 +185,15 @@ def main(argv=None):
                 secs = _run([py, "train.py", *common, "--stage=appearance",
                              f"--config.train.appearance_steps={app}"], os.path.join(wd, "appearance.log"))  # fmt: skip
                 if abl == "e2e":
-                    secs += _run([py, "train.py", *common, "--stage=joint",
-                                  f"--config.train.joint_steps={a.joint_steps}"], os.path.join(wd, "joint.log"))  # fmt: skip
+                    secs += _run(
+                        [py, "train.py", *common, "--stage=joint", f"--config.train.joint_steps={a.joint_steps}"],
+                        os.path.join(wd, "joint.log"),
+                    )
                 timings[f"{name}_train"] = secs
-                timings[f"{name}_eval"] = _run([py, "evaluate.py", *common, "--skip_inception", "--skip_lpips",
-                                                f"--parser_workdir={shared}"], os.path.join(wd, "eval.log"))  # fmt: skip
+                timings[f"{name}_eval"] = _run(
+                    [py, "evaluate.py", *common, "--skip_inception", "--skip_lpips", f"--parser_workdir={shared}"],
+                    os.path.join(wd, "eval.log"),
+                )
             with open(res_json) as f:
                 rows = json.load(f)["rows"]
             run_config = spt.get_config(f"{a.config},{abl}")

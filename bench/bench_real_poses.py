@@ -72,7 +72,7 @@ def search(data_dir: str, height: int, width: int, workers: int) -> tuple[dict, 
     if res.returncode != 0:
         raise SystemExit(f"search of {data_dir} failed:\n{res.stderr[-3000:]}")
     out = res.stdout
-    return json.loads(out[out.index("{"):out.rindex("}") + 1]), wall
+    return json.loads(out[out.index("{") : out.rindex("}") + 1]), wall
 
 
 def analyse(data_dir: str) -> dict:
@@ -89,7 +89,7 @@ def analyse(data_dir: str) -> dict:
     dist, common, same_view = [], [], []
     for a, b, _ in rows:
         i, j = index[a], index[b]
-        dist.append(float(pp.pose_distances(z[i:i + 1], vis[i:i + 1], z[j:j + 1], vis[j:j + 1])[0, 0]))
+        dist.append(float(pp.pose_distances(z[i : i + 1], vis[i : i + 1], z[j : j + 1], vis[j : j + 1])[0, 0]))
         common.append(float(vis[i] @ vis[j]))
         same_view.append(view[a] == view[b])
     dist = np.array(dist)
@@ -100,11 +100,11 @@ def analyse(data_dir: str) -> dict:
         "matched_fraction": len(rows) / len(names),
         "cost_mean": float(costs.mean()),
         "cost_median": float(np.median(costs)),
-        "pose_distance_percentiles": {
-            str(q): float(np.percentile(dist, q)) for q in (5, 25, 50, 75, 95)},
+        "pose_distance_percentiles": {str(q): float(np.percentile(dist, q)) for q in (5, 25, 50, 75, 95)},
         "pose_distance_mean": float(dist.mean()),
         "pose_distance_histogram": {
-            f"{lo:g}-{hi:g}": float(h) for lo, hi, h in zip(DISTANCE_BINS, DISTANCE_BINS[1:], hist)},
+            f"{lo:g}-{hi:g}": float(h) for lo, hi, h in zip(DISTANCE_BINS, DISTANCE_BINS[1:], hist)
+        },
         "common_joints_mean": float(np.mean(common)),
         "visible_joints_mean": float(vis.sum(1).mean()),
         "views": dict(collections.Counter(view[n] for n in names)),
@@ -144,8 +144,7 @@ def main(argv=None):
             found, wall = search(data_dir, a.height, a.width, a.workers)
             r = analyse(data_dir)
             st = found["stages"]
-            search_cpu = sum(st.get(k, 0.0) for k in ("clothing_cpu", "descriptors_cpu",
-                                                       "prefilter_cpu", "exact_cpu"))
+            search_cpu = sum(st.get(k, 0.0) for k in ("clothing_cpu", "descriptors_cpu", "prefilter_cpu", "exact_cpu"))
             r.update(generate_s=gen, generate_cpu_s=gen_cpu, search_wall_s=wall,
                      search_s=found["seconds"], search_cpu_s=search_cpu,
                      search_stages={k: v for k, v in found["stages"].items()},
@@ -166,8 +165,11 @@ def main(argv=None):
         ("search, process wall (s)", f"{b['search_wall_s']:.1f}", f"{r['search_wall_s']:.1f}"),
         ("generation CPU (s)", f"{b['generate_cpu_s']:.1f}", f"{r['generate_cpu_s']:.1f}"),
         ("search, run_search seconds", f"{b['search_s']:.1f}", f"{r['search_s']:.1f}"),
-        ("search CPU: clothing + descriptors + pre-filter + exact (s, workers summed)",
-         f"{b['search_cpu_s']:.1f}", f"{r['search_cpu_s']:.1f}"),
+        (
+            "search CPU: clothing + descriptors + pre-filter + exact (s, workers summed)",
+            f"{b['search_cpu_s']:.1f}",
+            f"{r['search_cpu_s']:.1f}",
+        ),
         ("training maps", f"{b['train_images']}", f"{r['train_images']}"),
         ("matched fraction", f"{b['matched_fraction']:.3f}", f"{r['matched_fraction']:.3f}"),
         ("Eq. 1 cost of chosen pairs, mean", f"{b['cost_mean']:.1f}", f"{r['cost_mean']:.1f}"),
@@ -175,11 +177,21 @@ def main(argv=None):
         ("pose distance, mean", f"{b['pose_distance_mean']:.3f}", f"{r['pose_distance_mean']:.3f}"),
     ]
     for q in ("5", "25", "50", "75", "95"):
-        lines.append((f"pose distance, p{q}", f"{b['pose_distance_percentiles'][q]:.3f}",
-                      f"{r['pose_distance_percentiles'][q]:.3f}"))
+        lines.append(
+            (
+                f"pose distance, p{q}",
+                f"{b['pose_distance_percentiles'][q]:.3f}",
+                f"{r['pose_distance_percentiles'][q]:.3f}",
+            )
+        )
     for k in b["pose_distance_histogram"]:
-        lines.append((f"pose distance in [{k})", f"{b['pose_distance_histogram'][k]:.3f}",
-                      f"{r['pose_distance_histogram'][k]:.3f}"))
+        lines.append(
+            (
+                f"pose distance in [{k})",
+                f"{b['pose_distance_histogram'][k]:.3f}",
+                f"{r['pose_distance_histogram'][k]:.3f}",
+            )
+        )
     lines += [
         ("joints visible per image, mean", f"{b['visible_joints_mean']:.1f}", f"{r['visible_joints_mean']:.1f}"),
         ("joints shared by a chosen pair, mean", f"{b['common_joints_mean']:.1f}", f"{r['common_joints_mean']:.1f}"),

@@ -7,7 +7,8 @@ files, never copied into it; ``--realdata`` to point elsewhere) and reports:
   per second of wall time, best of ``--repeats`` reads, and the pairs files' speed;
 * ``geometry.pair_conditioning`` over ALL test pairs, batched (``--batch``) in one
   ``tf.function`` (``--mode xla``: ``jit_compile=True``, as the input pipeline runs it
-  by default, ``data.xla_geometry``; ``--mode graph``: plain graph mode): Market-1501 (12,000 pairs, 128x64) and DeepFashion (8,570 pairs,
+  by default, ``data.xla_geometry``; ``--mode graph``: plain graph mode): Market-1501
+  (12,000 pairs, 128x64) and DeepFashion (8,570 pairs,
   256x176 from the field's resize-rule file read with
   ``formats.DEEPFASHION_176_TOLERANCE``, or ``--deepfashion_frame 256`` for the
   256x256 file). Pairs per second of wall time and per CPU-second of this process
@@ -99,9 +100,12 @@ def run_pairs(title, table, pairs, h, w, batch, mode):
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(src)
     print(f"\n### {title}: {n:,} pairs, {h}x{w}, batch {batch}, {mode}")
-    print(f"first call (trace{' + compile' if mode == 'xla' else ''} + {batch} pairs): {first:.1f} s; full pass: {wall:.1f} s wall, "
-          f"{cpu:.1f} s CPU -> {n / wall:,.0f} pairs/s wall, {n / cpu:,.0f} pairs/CPU-s; "
-          f"all outputs finite: {finite}")  # fmt: skip
+    print(
+        f"first call (trace{' + compile' if mode == 'xla' else ''} + {batch} pairs): {first:.1f} s; "
+        f"full pass: {wall:.1f} s wall, "
+        f"{cpu:.1f} s CPU -> {n / wall:,.0f} pairs/s wall, {n / cpu:,.0f} pairs/CPU-s; "
+        f"all outputs finite: {finite}"
+    )
 
     ms, mt = part_missing(src), part_missing(tgt)
     vs = (src != -1).all(-1)
@@ -128,8 +132,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--deepfashion_frame", choices=("176", "256"), default="176")
-    p.add_argument("--mode", action="append", choices=("xla", "graph"),
-                   help="repeatable; default xla")
+    p.add_argument("--mode", action="append", choices=("xla", "graph"), help="repeatable; default xla")
     p.add_argument("--skip_geometry", action="store_true")
     a = p.parse_args()
     root = os.path.normpath(a.realdata)

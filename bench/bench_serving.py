@@ -210,6 +210,7 @@ def bench_model(label, base_dir, args) -> list[dict]:
     if address is None:
         proc, address = start_server(base_dir, max(levels), args.batch)
     try:
+
         def grpc_call():
             client = client_lib.SptClient(address, MODEL, timeout=600)
             client.metadata()  # opens the channel
@@ -237,8 +238,12 @@ def _row(r):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--export_dir", action="append", default=[], help="export base directory")
-    p.add_argument("--random_export", action="append", default=[],
-                   help="config argument of configs/spt.py (market, deepfashion, ...)")
+    p.add_argument(
+        "--random_export",
+        action="append",
+        default=[],
+        help="config argument of configs/spt.py (market, deepfashion, ...)",
+    )
     p.add_argument("--stand_in", action="append", default=[], help="HxW of a stand-in model")
     p.add_argument("--signature", default="serving_default")
     p.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")

@@ -43,8 +43,15 @@ MATRIX = [
         for r in (1, 2)
         if not (x and r == 2)
     ],
-    {"kind": "stage", "stage": "appearance", "size": [256, 256], "batch": 4, "xla": False, "replicas": 1,
-     "steps": 2},  # fmt: skip
+    {
+        "kind": "stage",
+        "stage": "appearance",
+        "size": [256, 256],
+        "batch": 4,
+        "xla": False,
+        "replicas": 1,
+        "steps": 2,
+    },  # fmt: skip
 ]
 
 

@@ -50,8 +50,7 @@ def run_command(args, client) -> dict[str, str]:
         if not args.target_parsing:
             raise ValueError("render needs --target_parsing")
         target_parsing = formats.read_parsing(args.target_parsing)
-        _, target_parsing, _ = files.fit_to_model(None, target_parsing, [], size, args.resize,
-                                                  "--target_parsing")
+        _, target_parsing, _ = files.fit_to_model(None, target_parsing, [], size, args.resize, "--target_parsing")
 
     os.makedirs(args.out_dir, exist_ok=True)
     written = {}
@@ -120,8 +119,7 @@ def build_parser(parser_class=argparse_flags.ArgumentParser) -> argparse.Argumen
         ("render", "Render with a given target parsing (H_A)."),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--image", required=name != "transform_parsing",
-                       help="Source image (any format OpenCV reads).")
+        p.add_argument("--image", required=name != "transform_parsing", help="Source image (any format OpenCV reads).")
         p.add_argument("--parsing", required=True, help="Source parsing (.png/.npy, labels 0..9).")
         p.add_argument("--annotations", help="Annotation CSV (name:keypoints_y:keypoints_x).")
         p.add_argument("--source_name", help="Row of --annotations with the source keypoints.")
@@ -130,11 +128,15 @@ def build_parser(parser_class=argparse_flags.ArgumentParser) -> argparse.Argumen
         p.add_argument("--target_keypoints", help='JSON file {"keypoints": [[y, x], ...]}.')
         if name == "render":
             p.add_argument("--target_parsing", required=True, help="Target parsing (.png/.npy).")
-        p.add_argument("--resize", action="store_true",
-                       help="Resize inputs to the model's size; both poses are scaled with the "
-                            "source image (they must be in its pixel frame).")
-        p.add_argument("--bytes", action="store_true",
-                       help="Use the encoded-image signature (serving_bytes / render_bytes).")
+        p.add_argument(
+            "--resize",
+            action="store_true",
+            help="Resize inputs to the model's size; both poses are scaled with the "
+            "source image (they must be in its pixel frame).",
+        )
+        p.add_argument(
+            "--bytes", action="store_true", help="Use the encoded-image signature (serving_bytes / render_bytes)."
+        )
         p.add_argument("--out_dir", required=True, help="Where to write the results.")
     return parser
 
@@ -150,8 +152,7 @@ def _connect(args):
 
     if args.rest:
         return client_lib.SptRestClient(args.rest, args.model_name, args.version, args.timeout)
-    return client_lib.SptClient(args.address, args.model_name, args.version, args.timeout,
-                                args.max_message_mb)
+    return client_lib.SptClient(args.address, args.model_name, args.version, args.timeout, args.max_message_mb)
 
 
 def main(argv=None) -> int:

@@ -70,9 +70,7 @@ def _batched(name: str, value, unbatched_rank: int, dtype, single: bool | None):
         array = array.astype(np.float32)
     elif array.dtype != dtype:
         # No silent casts of pixel data: a float image in [0, 1] would become black.
-        if dtype is np.uint8 and array.dtype.kind in "iu" and array.size and (
-            array.min() >= 0 and array.max() <= 255
-        ):
+        if dtype is np.uint8 and array.dtype.kind in "iu" and array.size and (array.min() >= 0 and array.max() <= 255):
             array = array.astype(np.uint8)
         else:
             raise ValueError(f"{name} must be {np.dtype(dtype).name}, got dtype {array.dtype}")
@@ -119,17 +117,18 @@ def _person_inputs(image, parsing, source_keypoints, target_keypoints) -> tuple[
     (inputs, single)."""
     image, single = _batched("image", image, 3, np.uint8, None)
     parsing = _batched("parsing", parsing, 2, np.uint8, single)[0]
-    return {"image": image, "parsing": parsing,
-            **_keypoint_inputs(source_keypoints, target_keypoints, single)}, single
+    return {"image": image, "parsing": parsing, **_keypoint_inputs(source_keypoints, target_keypoints, single)}, single
 
 
-def _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints,
-                         target_keypoints) -> tuple[dict, bool]:
+def _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints, target_keypoints) -> tuple[dict, bool]:
     """As :func:`_person_inputs` with encoded image and parsing; returns (inputs, single)."""
     images, single = _bytes_batch("image_bytes", image_bytes, None)
     parsings = _bytes_batch("parsing_bytes", parsing_bytes, single)[0]
-    return {"image_bytes": images, "parsing_bytes": parsings,
-            **_keypoint_inputs(source_keypoints, target_keypoints, single)}, single
+    return {
+        "image_bytes": images,
+        "parsing_bytes": parsings,
+        **_keypoint_inputs(source_keypoints, target_keypoints, single),
+    }, single
 
 
 # ------------------------------------------------------------------ the typed API
@@ -193,8 +192,7 @@ class SptMethods(Transport):
           list; ``parsing_png`` is None if the export has no ``parsing_bytes``
           output.
         """
-        inputs, single = _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints,
-                                              target_keypoints)
+        inputs, single = _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints, target_keypoints)
         out = self.predict(inputs, SIGNATURES["pose_transfer_bytes"])
         images = [bytes(b) for b in out["image_bytes"]]
         parsings = [bytes(b) for b in out["parsing_bytes"]] if "parsing_bytes" in out else None
@@ -202,13 +200,10 @@ class SptMethods(Transport):
             return images[0], None if parsings is None else parsings[0]
         return images, parsings
 
-    def render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
-                     target_parsing_bytes):
+    def render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints, target_parsing_bytes):
         """``render_bytes``: as :meth:`render` with encoded images; returns PNG bytes."""
-        inputs, single = _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints,
-                                              target_keypoints)
-        inputs["target_parsing_bytes"] = _bytes_batch("target_parsing_bytes", target_parsing_bytes,
-                                                      single)[0]
+        inputs, single = _person_bytes_inputs(image_bytes, parsing_bytes, source_keypoints, target_keypoints)
+        inputs["target_parsing_bytes"] = _bytes_batch("target_parsing_bytes", target_parsing_bytes, single)[0]
         out = self.predict(inputs, SIGNATURES["render_bytes"])
         result = [bytes(b) for b in out["image_bytes"]]
         return result[0] if single else result

@@ -62,9 +62,7 @@ def fit_to_model(image, parsing, keypoints_list, size, resize: bool, what: str):
     if (h, w) == tuple(size):
         return image, parsing, keypoints_list
     if not resize:
-        raise ValueError(
-            f"{what} is {h}x{w} (H x W) but the model takes {size[0]}x{size[1]}; pass --resize"
-        )
+        raise ValueError(f"{what} is {h}x{w} (H x W) but the model takes {size[0]}x{size[1]}; pass --resize")
     sy, sx = size[0] / h, size[1] / w
     if image is not None:
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
@@ -116,6 +114,5 @@ def side_by_side(panels: Sequence[np.ndarray], titles: Sequence[str] = ()) -> np
         return row
     header = np.full((16, row.shape[1], 3), 255, np.uint8)
     for i, title in enumerate(titles):
-        cv2.putText(header, title, (i * w + 2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(header, title, (i * w + 2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([header, row], axis=0)

@@ -179,8 +179,7 @@ class VersionManager:
       warmup: run each tensor signature once on load.
     """
 
-    def __init__(self, base_dir: str, num_versions: int = 1, poll_seconds: float = 2.0,
-                 warmup: bool = True):
+    def __init__(self, base_dir: str, num_versions: int = 1, poll_seconds: float = 2.0, warmup: bool = True):
         if num_versions < 1:
             raise ValueError(f"num_versions must be >= 1, got {num_versions}")
         self.base_dir = os.fspath(base_dir)
@@ -261,9 +260,7 @@ class VersionManager:
 def _resolve(context, manager: VersionManager, model_name: str, spec) -> LoadedVersion:
     """The version a ModelSpec asks for, or aborts with NOT_FOUND."""
     if spec.name != model_name:
-        context.abort(
-            grpc.StatusCode.NOT_FOUND, f"model {spec.name!r} not found; this server serves {model_name!r}"
-        )
+        context.abort(grpc.StatusCode.NOT_FOUND, f"model {spec.name!r} not found; this server serves {model_name!r}")
     versions = manager.snapshot.versions
     if spec.version_label:
         context.abort(
@@ -286,8 +283,13 @@ def _resolve(context, manager: VersionManager, model_name: str, spec) -> LoadedV
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``Predict`` and ``GetModelMetadata``; the other methods answer UNIMPLEMENTED."""
 
-    def __init__(self, manager: VersionManager, model_name: str, max_batch: int | None,
-                 keypoint_margin: float = validation.DEFAULT_KEYPOINT_MARGIN):
+    def __init__(
+        self,
+        manager: VersionManager,
+        model_name: str,
+        max_batch: int | None,
+        keypoint_margin: float = validation.DEFAULT_KEYPOINT_MARGIN,
+    ):
         self.manager = manager
         self.model_name = model_name
         self.max_batch = max_batch
@@ -299,8 +301,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if sig_name not in loaded.signatures:
             context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"signature {sig_name!r} not found in version {loaded.version}; "
-                f"available: {sorted(loaded.signatures)}",
+                f"signature {sig_name!r} not found in version {loaded.version}; available: {sorted(loaded.signatures)}",
             )
         try:
             arrays = validation.validate_request(
@@ -468,9 +469,7 @@ def serve(
 
     def set_health(snapshot):
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if snapshot.versions
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING if snapshot.versions else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
             health_servicer.set(service, status)
@@ -511,15 +510,24 @@ def build_parser(parser_class=argparse_flags.ArgumentParser) -> argparse.Argumen
     p.add_argument("--max_message_mb", type=int, default=64, help="gRPC message size limit (MiB).")
     p.add_argument("--max_batch", type=int, default=16, help="Largest batch per request.")
     p.add_argument("--workers", type=int, default=4, help="Request handler threads.")
-    p.add_argument("--poll_seconds", type=float, default=2.0,
-                   help="How often to look for new versions (0: never).")
+    p.add_argument("--poll_seconds", type=float, default=2.0, help="How often to look for new versions (0: never).")
     p.add_argument("--num_versions", type=int, default=1, help="Serve this many of the newest versions.")
     # --warmup, --warmup=false and --nowarmup, as absl's boolean flags read.
-    p.add_argument("--warmup", type=_bool, nargs="?", const=True, default=True,
-                   help="Run each signature once when a version loads (default: true; --nowarmup: no).")
+    p.add_argument(
+        "--warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="Run each signature once when a version loads (default: true; --nowarmup: no).",
+    )
     p.add_argument("--nowarmup", dest="warmup", action="store_false", help=argparse.SUPPRESS)
-    p.add_argument("--keypoint_margin", type=float, default=validation.DEFAULT_KEYPOINT_MARGIN,
-                   help="Pixels a keypoint may lie outside the image.")
+    p.add_argument(
+        "--keypoint_margin",
+        type=float,
+        default=validation.DEFAULT_KEYPOINT_MARGIN,
+        help="Pixels a keypoint may lie outside the image.",
+    )
     return p
 
 

@@ -64,8 +64,12 @@ def parse_signature_map(sig_map: Mapping) -> dict:
 class Transport:
     """What the typed client needs of a connection: ``predict`` and ``metadata``."""
 
-    def predict(self, inputs: Mapping[str, np.ndarray], signature_name: str = DEFAULT_SIGNATURE,
-                output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        signature_name: str = DEFAULT_SIGNATURE,
+        output_filter: Sequence[str] = (),
+    ) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     def metadata(self) -> dict:
@@ -96,8 +100,14 @@ class GrpcTransport(Transport):
       max_message_mb: gRPC message size limit in MiB (large batches).
     """
 
-    def __init__(self, address: str, model_name: str = "spt", version: int | None = None,
-                 timeout: float = 30.0, max_message_mb: int = 64):
+    def __init__(
+        self,
+        address: str,
+        model_name: str = "spt",
+        version: int | None = None,
+        timeout: float = 30.0,
+        max_message_mb: int = 64,
+    ):
         limit = int(max_message_mb * 1024 * 1024)
         self.address = address
         self.model_name = model_name
@@ -146,9 +156,7 @@ class GrpcTransport(Transport):
             sig_map = get_model_metadata_pb2.SignatureDefMap()
             if not response.metadata["signature_def"].Unpack(sig_map):
                 raise ValueError("GetModelMetadata answered without a SignatureDefMap")
-            self._metadata = parse_signature_map(
-                json_format.MessageToDict(sig_map, preserving_proto_field_name=True)
-            )
+            self._metadata = parse_signature_map(json_format.MessageToDict(sig_map, preserving_proto_field_name=True))
         return self._metadata
 
     def status(self) -> list[tuple[int, str]]:
@@ -173,8 +181,7 @@ class RestTransport(Transport):
       timeout: seconds per request.
     """
 
-    def __init__(self, url: str, model_name: str = "spt", version: int | None = None,
-                 timeout: float = 30.0):
+    def __init__(self, url: str, model_name: str = "spt", version: int | None = None, timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.model_name = model_name
         self.version = version

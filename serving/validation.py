@@ -125,14 +125,11 @@ def _check_shape(name: str, dims: tuple[int, ...], spec: tf.TensorSpec) -> None:
     want = spec.shape
     want_text = "[" + ", ".join("B" if i == 0 else str(d) for i, d in enumerate(want.as_list())) + "]"
     if len(dims) != want.rank:
-        raise RequestError(
-            f"expected rank {want.rank} {want_text}, got rank {len(dims)} shape {list(dims)}", name
-        )
+        raise RequestError(f"expected rank {want.rank} {want_text}, got rank {len(dims)} shape {list(dims)}", name)
     for axis, (got, exp) in enumerate(zip(dims, want.as_list(), strict=True)):
         if exp is not None and got != exp:
             raise RequestError(
-                f"expected shape {want_text}, got {list(dims)} (dimension {axis} is {got}, "
-                f"must be {exp})",
+                f"expected shape {want_text}, got {list(dims)} (dimension {axis} is {got}, must be {exp})",
                 name,
             )
 
@@ -175,8 +172,7 @@ def _check_keypoints(name: str, kp: np.ndarray, image_size, margin: float) -> No
     if not finite.all():
         b, j, c = np.argwhere(~finite)[0]
         raise RequestError(
-            f"keypoints must be finite, got {kp[b, j, c]} at example {b}, joint {j}, "
-            f"coordinate {'yx'[c]}",
+            f"keypoints must be finite, got {kp[b, j, c]} at example {b}, joint {j}, coordinate {'yx'[c]}",
             name,
         )
     is_missing = kp == MISSING
@@ -306,9 +302,7 @@ def validate_request(
     """
     unknown = sorted(set(inputs) - set(specs))
     if unknown:
-        raise RequestError(
-            f"unknown input for this signature (expected inputs: {sorted(specs)})", unknown[0]
-        )
+        raise RequestError(f"unknown input for this signature (expected inputs: {sorted(specs)})", unknown[0])
     missing = sorted(set(specs) - set(inputs))
     if missing:
         raise RequestError(f"required input is missing (expected inputs: {sorted(specs)})", missing[0])
@@ -317,9 +311,7 @@ def validate_request(
     for name in sorted(specs):
         proto, spec = inputs[name], specs[name]
         if proto.dtype != spec.dtype.as_datatype_enum:
-            raise RequestError(
-                f"expected dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}", name
-            )
+            raise RequestError(f"expected dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}", name)
         dims = _proto_shape(name, proto)
         _check_shape(name, dims, spec)
         dims_by_name[name] = dims
@@ -330,9 +322,7 @@ def validate_request(
         array, spec = arrays[name], specs[name]
         if _is_keypoints(name) and spec.dtype.is_floating:
             if spec.shape.rank != 3 or array.shape[1:] != (NUM_KEYPOINTS, 2):
-                raise RequestError(
-                    f"keypoints must be [B, {NUM_KEYPOINTS}, 2], got {list(array.shape)}", name
-                )
+                raise RequestError(f"keypoints must be [B, {NUM_KEYPOINTS}, 2], got {list(array.shape)}", name)
             _check_keypoints(name, array, image_size, keypoint_margin)
         elif _is_labels(name) and spec.dtype.is_integer:
             _check_labels(name, array, num_labels)

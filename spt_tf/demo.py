@@ -3,8 +3,11 @@
 from absl import app, flags
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder.")
-flags.DEFINE_string("poses_from", None, "A real annotation CSV: the synthetic people take its poses "
-                    "(docs/data.md, 'Synthetic people in real poses').")
+flags.DEFINE_string(
+    "poses_from",
+    None,
+    "A real annotation CSV: the synthetic people take its poses (docs/data.md, 'Synthetic people in real poses').",
+)
 FLAGS = flags.FLAGS
 
 

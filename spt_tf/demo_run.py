@@ -68,8 +68,14 @@ def _results_figure(config, export_path: str, out_png: str, n: int = 8) -> None:
     cv2.imwrite(out_png, grid[..., ::-1])
 
 
-def prepare_data(config, identities: int, poses: int, test_fraction: float = DEMO_TEST_FRACTION,
-                 seed: int = 0, poses_from: str | None = None) -> tuple[str, str, str]:
+def prepare_data(
+    config,
+    identities: int,
+    poses: int,
+    test_fraction: float = DEMO_TEST_FRACTION,
+    seed: int = 0,
+    poses_from: str | None = None,
+) -> tuple[str, str, str]:
     """Synthetic people and their pseudo pairs under ``config.data.root`` (kept if present).
 
     ``poses_from``: a real annotation CSV whose poses the people take
@@ -115,8 +121,9 @@ def run(workdir: str, poses_from: str | None = None) -> dict:
     config = demo_config(workdir)
     data_dir = config.data.root
     summary: dict = {}
-    summary["data"], summary["pseudo_pairs"], figure = prepare_data(config, DEMO_IDENTITIES, DEMO_POSES,
-                                                                          poses_from=poses_from)
+    summary["data"], summary["pseudo_pairs"], figure = prepare_data(
+        config, DEMO_IDENTITIES, DEMO_POSES, poses_from=poses_from
+    )
 
     from spt_tf import evaluation
     from spt_tf.training import loop
@@ -140,8 +147,9 @@ def run(workdir: str, poses_from: str | None = None) -> dict:
     # and the baselines (paint the predicted / true parsing, copy the source) are
     # computed from the checkpoints.
     logging.warning("demo: IS, mask-IS, FID and LPIPS skipped (no Inception / AlexNet weights offline)")
-    summary["eval"] = evaluator.run(config, train_dir, os.path.join(workdir, "eval"), skip_inception=True,
-                                    skip_lpips=True, parser_workdir=train_dir)
+    summary["eval"] = evaluator.run(
+        config, train_dir, os.path.join(workdir, "eval"), skip_inception=True, skip_lpips=True, parser_workdir=train_dir
+    )
 
     results = os.path.join(workdir, "results.png")
     _results_figure(config, path, results)
@@ -150,8 +158,10 @@ def run(workdir: str, poses_from: str | None = None) -> dict:
     summary["peak_rss_gb"] = _peak_rss_gb()
     with open(os.path.join(workdir, "demo.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
-    print(f"\nDemo finished in {summary['seconds'] / 60:.1f} min, peak memory "
-          f"{summary['peak_rss_gb']:.2f} GB (largest process).")
+    print(
+        f"\nDemo finished in {summary['seconds'] / 60:.1f} min, peak memory "
+        f"{summary['peak_rss_gb']:.2f} GB (largest process)."
+    )
     print(f"  synthetic data and sample figure: {data_dir}, {figure}")
     print(f"  TensorBoard logs:                 tensorboard --logdir {os.path.join(train_dir, 'tensorboard')}")
     print(f"  SavedModel:                       {path}")

@@ -175,9 +175,7 @@ def pose_masks(
     limb_ok = tf.gather(vis, fr, axis=1) & tf.gather(vis, to, axis=1)
     rect = _segment_rect(yy, xx, p0, p1, tf.fill(tf.shape(p0)[:2], float(radius)))
     rect = rect & limb_ok[..., None, None]
-    d2 = (yy[None, None] - keypoints[..., 0, None, None]) ** 2 + (
-        xx[None, None] - keypoints[..., 1, None, None]
-    ) ** 2
+    d2 = (yy[None, None] - keypoints[..., 0, None, None]) ** 2 + (xx[None, None] - keypoints[..., 1, None, None]) ** 2
     disc = (d2 <= radius * radius) & vis[..., None, None]
     mask = tf.cast(tf.reduce_any(rect, axis=1) | tf.reduce_any(disc, axis=1), tf.float32)
     if closing:

@@ -50,9 +50,7 @@ def _mean_per_example(x: tf.Tensor) -> tf.Tensor:
     """[B, ...] -> [B]: mean over every non-batch axis (rank >= 1)."""
     x = _f32(x)
     if x.shape.rank is not None and x.shape.rank < 2:
-        raise ValueError(
-            f"losses: expected a batched tensor [B, ...] of rank >= 2, got shape {x.shape}"
-        )
+        raise ValueError(f"losses: expected a batched tensor [B, ...] of rank >= 2, got shape {x.shape}")
     return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
 
 
@@ -384,9 +382,7 @@ def area_resize(maps: tf.Tensor, height: int, width: int) -> tf.Tensor:
 def _static_hw(features: tf.Tensor, name: str) -> tuple[int, int]:
     h, w = features.shape[1], features.shape[2]
     if h is None or w is None:
-        raise ValueError(
-            f"losses.{name}: features need static spatial sizes, got shape {features.shape}"
-        )
+        raise ValueError(f"losses.{name}: features need static spatial sizes, got shape {features.shape}")
     return int(h), int(w)
 
 
@@ -410,9 +406,7 @@ def _label_masks(parsing: tf.Tensor, labels: Sequence[int], height: int, width: 
     num = p.shape[-1]
     for lab in labels:
         if not 0 <= lab < num:
-            raise ValueError(
-                f"losses.semantic_style_loss: label {lab} outside the {num} parsing channels"
-            )
+            raise ValueError(f"losses.semantic_style_loss: label {lab} outside the {num} parsing channels")
     idx = list(labels)
     chosen = tf.gather(p, idx, axis=-1)
     # Presence on the hard map: for a softmax prediction every label has a
@@ -453,9 +447,7 @@ def semantic_style_loss(
     return _masked_gram_loss(feat_a, ma, pa, feat_b, mb, pb)
 
 
-def mask_style_loss(
-    feat_a: tf.Tensor, masks_a: tf.Tensor, feat_b: tf.Tensor, masks_b: tf.Tensor
-) -> tf.Tensor:
+def mask_style_loss(feat_a: tf.Tensor, masks_a: tf.Tensor, feat_b: tf.Tensor, masks_b: tf.Tensor) -> tf.Tensor:
     """Baseline ablation: Eq. 8 with body-part masks instead of semantic labels.
 
     Args:

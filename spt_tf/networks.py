@@ -134,7 +134,7 @@ def variables_by_path(model) -> dict:
     prefix = model.name + "/"
     out = {}
     for v in model.weights:
-        key = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
+        key = v.path[len(prefix) :] if v.path.startswith(prefix) else v.path
         if key in out:
             raise ValueError(f"{model.name}: two weights share the path {key!r}")
         out[key] = v

@@ -19,8 +19,7 @@ MISSING = -1.0
 # Left <-> right permutation of the keypoints (for horizontal flips and the
 # mirrored-part fallback).
 MIRROR = tuple(
-    KP[n.replace("R", "#").replace("L", "R").replace("#", "L")] if n[0] in "RL" else KP[n]
-    for n in KEYPOINT_NAMES
+    KP[n.replace("R", "#").replace("L", "R").replace("#", "L")] if n[0] in "RL" else KP[n] for n in KEYPOINT_NAMES
 )
 
 # The 17 COCO-18 skeleton links (drawing, PCKh figures).

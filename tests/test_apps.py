@@ -125,8 +125,7 @@ def test_too_few_keypoints_names_the_missing_joints(tmp_path):
 
 def test_from_annotations_tolerance(tmp_path):
     """A 256x176 resize-rule row (a point 31 px left of the frame) needs the larger tolerance."""
-    kp = _kp(neck=(40, 90), Rsho=(45, 70), Lsho=(45, 110), Rhip=(120, 75), Lhip=(120, 105),
-             Relb=(80, -31))
+    kp = _kp(neck=(40, 90), Rsho=(45, 70), Lsho=(45, 110), Rhip=(120, 75), Lhip=(120, 105), Relb=(80, -31))
     ok = _kp(neck=(40, 90), Rsho=(45, 70), Lsho=(45, 110), Rhip=(120, 75), Lhip=(120, 105))
     csv = tmp_path / "fasion-resize-annotation-test.csv"
     formats.write_annotations(csv, {"ok.jpg": ok, "wide.jpg": kp})
@@ -432,8 +431,21 @@ def test_lip_parsing_through_the_app_and_detection(trained, tmp_path):
     csv, people = _test_files(trained["data"])
     (img_a, par_a, _), (_, _, name_b) = people[0], people[2]
     # SPT -> LIP by hand (one LIP label per SPT label); the app must convert it back.
-    to_lip = [labels.LIP_LABELS.index(n) for n in ("background", "face", "hair", "upper_clothes", "pants",
-                                                   "skirt", "left_arm", "right_arm", "left_leg", "right_leg")]
+    to_lip = [
+        labels.LIP_LABELS.index(n)
+        for n in (
+            "background",
+            "face",
+            "hair",
+            "upper_clothes",
+            "pants",
+            "skirt",
+            "left_arm",
+            "right_arm",
+            "left_leg",
+            "right_leg",
+        )
+    ]
     spt = formats.read_parsing(par_a)
     formats.write_parsing(tmp_path / "lip.png", np.asarray(to_lip, np.uint8)[spt])
     model = ["--model", trained["export"], "--image", img_a, "--keypoints_csv", csv, "--target_name", name_b]
@@ -487,11 +499,14 @@ def test_texture_transfer_on_photos_of_other_sizes(trained, tmp_path):
     lb_a, lb_b = resize.fit((64, 32), (32, 16)), resize.fit((64, 48), (32, 16))
     assert lb_b.padded and (lb_b.new_h, lb_b.new_w) == (21, 16)
     kp_a = formats.read_annotations(csv)[name_a]
-    ref = be.render(np.stack([lb_a.image(formats.read_image(img_a)), lb_b.image(formats.read_image(tmp_path / "b.png"))]),
-                    np.stack([lb_a.labels(formats.read_parsing(par_a)), lb_b.labels(formats.read_parsing(tmp_path / "b_par.png"))]),
-                    np.stack([lb_a.keypoints(kp_a), lb_b.keypoints(kp_b)]),
-                    np.stack([lb_b.keypoints(kp_b), lb_a.keypoints(kp_a)]),
-                    np.stack([lb_b.labels(formats.read_parsing(tmp_path / "b_par.png")), lb_a.labels(formats.read_parsing(par_a))]))  # fmt: skip  # noqa: E501
+    img_b, par_b = formats.read_image(tmp_path / "b.png"), formats.read_parsing(tmp_path / "b_par.png")
+    ref = be.render(
+        np.stack([lb_a.image(formats.read_image(img_a)), lb_b.image(img_b)]),
+        np.stack([lb_a.labels(formats.read_parsing(par_a)), lb_b.labels(par_b)]),
+        np.stack([lb_a.keypoints(kp_a), lb_b.keypoints(kp_b)]),
+        np.stack([lb_b.keypoints(kp_b), lb_a.keypoints(kp_a)]),
+        np.stack([lb_b.labels(par_b), lb_a.labels(formats.read_parsing(par_a))]),
+    )
     np.testing.assert_array_equal(res["a_on_b"], lb_b.undo_image(ref[0]))
     np.testing.assert_array_equal(res["b_on_a"], lb_a.undo_image(ref[1]))
 

@@ -164,9 +164,7 @@ def test_copy_source_baselines_match_direct_computation(sm_eval, trained):
     assert row["ssim_nan"] == 0
     np.testing.assert_allclose(row["ssim"], np.mean(ssim), atol=1e-4)
     radius, closing = evaluator.mask_parameters(32)
-    masks = (
-        metrics.evaluation_masks(d["target_keypoints"], 32, 16, radius=radius, closing=closing) > 0
-    )
+    masks = metrics.evaluation_masks(d["target_keypoints"], 32, 16, radius=radius, closing=closing) > 0
     mssim = [_field_ssim(real[i] * masks[i], src[i] * masks[i]) for i in range(MAX_PAIRS)]
     np.testing.assert_allclose(row["mask_ssim"], np.mean(mssim), atol=1e-4)
     l1 = np.abs(src.astype(float) - real.astype(float)).mean() / 255.0
@@ -175,11 +173,7 @@ def test_copy_source_baselines_match_direct_computation(sm_eval, trained):
     p, t = d["parsing"], d["target_parsing"]
     par = results["rows"]["copy_source_parsing"]
     np.testing.assert_allclose(par["pixel_accuracy"], np.mean(p == t), rtol=1e-12)
-    ious = [
-        np.sum((p == k) & (t == k)) / np.sum((p == k) | (t == k))
-        for k in range(10)
-        if np.any((p == k) | (t == k))
-    ]
+    ious = [np.sum((p == k) & (t == k)) / np.sum((p == k) | (t == k)) for k in range(10) if np.any((p == k) | (t == k))]
     np.testing.assert_allclose(par["miou"], np.mean(ious), rtol=1e-12)
 
 
@@ -224,9 +218,7 @@ def test_checkpoint_matches_saved_model(ckpt_eval, sm_eval):
     ck, out = ckpt_eval
     sm, _ = sm_eval
     assert ck["num_pairs"] == MAX_PAIRS and ck["generator"]["kind"] == "checkpoint"
-    assert (
-        ck["inception"]["fid_real_statistics"]["status"] == "cached"
-    )  # written by the SavedModel run
+    assert ck["inception"]["fid_real_statistics"]["status"] == "cached"  # written by the SavedModel run
     for name in ("model", "copy_source_image", "copy_source_parsing"):
         for key in ("is", "mask_is", "ssim", "mask_ssim", "fid", "l1", "miou", "pixel_accuracy"):
             a, b = ck["rows"][name][key], sm["rows"][name][key]
@@ -269,9 +261,7 @@ def test_model_row_against_saved_model_outputs(sm_eval, trained):
     np.testing.assert_allclose(row["ssim"], np.nanmean(ssim), atol=1e-4)
     l1 = np.abs(fake.astype(float) - d["target_image"].astype(float)).mean() / 255.0
     np.testing.assert_allclose(row["l1"], l1, rtol=1e-9)
-    np.testing.assert_allclose(
-        row["pixel_accuracy"], np.mean(pred == d["target_parsing"]), rtol=1e-12
-    )
+    np.testing.assert_allclose(row["pixel_accuracy"], np.mean(pred == d["target_parsing"]), rtol=1e-12)
 
 
 def test_skip_inception_and_ts_gt(trained, tmp_path):
@@ -298,9 +288,7 @@ def test_rejects_bad_arguments(trained, tmp_path):
     with pytest.raises(ValueError, match="not both"):
         evaluator.run(config, trained["workdir"], str(tmp_path), saved_model=trained["export"])
     with pytest.raises(ValueError, match="splits"):
-        evaluator.run(
-            config, trained["workdir"], str(tmp_path), max_pairs=1, allow_random_weights=True
-        )
+        evaluator.run(config, trained["workdir"], str(tmp_path), max_pairs=1, allow_random_weights=True)
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
         evaluator.saved_model_generator(config, str(tmp_path))
 
@@ -353,12 +341,7 @@ def test_low_rank_fid_equals_references(n, m, d):
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     # Reference: trace of sqrt(S1 S2) from its eigenvalues (real, >= 0 up to round-off).
     ev = np.linalg.eigvals(s1 @ s2)
-    ref = (
-        np.sum((a.mean(0) - b.mean(0)) ** 2)
-        + np.trace(s1)
-        + np.trace(s2)
-        - 2 * np.sqrt(np.abs(ev)).sum()
-    )
+    ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.abs(ev)).sum()
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
     if n > d and m > d:  # full rank: scipy's sqrtm route is accurate
         np.testing.assert_allclose(got, metrics.fid_from_activations(a, b), rtol=1e-8)
@@ -372,15 +355,11 @@ def test_feature_statistics_keep_drop_and_cache(tmp_path):
     s.update(acts[:3])
     r.update(real[:3])
     np.testing.assert_array_equal(s.activations(), acts[:3])  # rows kept while n <= dim
-    np.testing.assert_allclose(
-        evaluator.fid(s, r), metrics.fid_from_activations(acts[:3], real[:3]), rtol=1e-5
-    )
+    np.testing.assert_allclose(evaluator.fid(s, r), metrics.fid_from_activations(acts[:3], real[:3]), rtol=1e-5)
     s.update(acts[3:])
     r.update(real[3:])
     assert s.activations() is None and s.count == 9  # dropped past dim: mean / covariance only
-    np.testing.assert_allclose(
-        evaluator.fid(s, r), metrics.fid_from_activations(acts, real), rtol=1e-6
-    )
+    np.testing.assert_allclose(evaluator.fid(s, r), metrics.fid_from_activations(acts, real), rtol=1e-6)
     path = str(tmp_path / "stats.npz")
     r.save(path, {"a": 1})
     loaded, meta = evaluator.FeatureStatistics.load(path)
@@ -415,9 +394,7 @@ def test_inception_random_weights_marked_and_deterministic(random_inception, tmp
     path = str(tmp_path / "inception.weights.h5")
     inc.model.save_weights(path)
     from_file = inception_lib.InceptionFeatures(path, input_size=SIZE)
-    assert not from_file.random and from_file.warnings == [
-        inception_lib.SMALL_INPUT_WARNING.format(size=SIZE)
-    ]
+    assert not from_file.random and from_file.warnings == [inception_lib.SMALL_INPUT_WARNING.format(size=SIZE)]
     np.testing.assert_allclose(from_file(images)[0].numpy(), logits.numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(inception_lib.InceptionWeightsError, match="not a file"):
         inception_lib.InceptionFeatures(str(tmp_path / "missing.h5"), input_size=SIZE)

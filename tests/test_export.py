@@ -60,8 +60,12 @@ def test_byte_signatures_equal_tensor_signatures(restored):
     penc = tf.stack([tf.io.encode_png(x[..., None]) for x in par])
     out = loaded.signatures["serving_bytes"](image_bytes=enc, parsing_bytes=penc, source_keypoints=tf.constant(src),
                                              target_keypoints=tf.constant(tgt))  # fmt: skip
-    ref = loaded.signatures["serving_default"](image=tf.constant(img), parsing=tf.constant(par),
-                                               source_keypoints=tf.constant(src), target_keypoints=tf.constant(tgt))
+    ref = loaded.signatures["serving_default"](
+        image=tf.constant(img),
+        parsing=tf.constant(par),
+        source_keypoints=tf.constant(src),
+        target_keypoints=tf.constant(tgt),
+    )
     for i in range(2):
         np.testing.assert_array_equal(tf.io.decode_png(out["image_bytes"][i]).numpy(), ref["image"][i].numpy())
         np.testing.assert_array_equal(tf.io.decode_png(out["parsing_bytes"][i])[..., 0].numpy(),

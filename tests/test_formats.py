@@ -69,9 +69,7 @@ def test_annotations_round_trip_exact(tmp_path):
     # Integral values are written as ints.
     first = text.splitlines()[1]
     assert "." not in first.split(":", 1)[1]
-    assert first.split(":")[1].strip() == "[" + ", ".join(
-        str(int(v)) for v in mapping["n0.jpg"][:, 0]
-    ) + "]"
+    assert first.split(":")[1].strip() == "[" + ", ".join(str(int(v)) for v in mapping["n0.jpg"][:, 0]) + "]"
 
 
 @pytest.mark.parametrize(

@@ -68,11 +68,7 @@ def _named_xy(kp):
 
 
 def _ref_st(kp):
-    sides = [
-        np.sum((kp[h] - kp[s]) ** 2)
-        for h, s in (("Rhip", "Rsho"), ("Lhip", "Lsho"))
-        if h in kp and s in kp
-    ]
+    sides = [np.sum((kp[h] - kp[s]) ** 2) for h, s in (("Rhip", "Rsho"), ("Lhip", "Lsho")) if h in kp and s in kp]
     return float(np.sqrt(np.mean(sides))) if sides else None
 
 
@@ -88,9 +84,10 @@ def _ref_polygon(fr, to, st, inc_to):
 def _lstsq_affine(dst_xy, src_xy):
     """3x3 least-squares affine with src ~ M @ [dst, 1] (numpy.linalg.lstsq); None if singular."""
     a = np.concatenate([dst_xy, np.ones((len(dst_xy), 1))], 1)
-    if np.linalg.matrix_rank(a) < 3 or np.linalg.matrix_rank(
-        np.concatenate([src_xy, np.ones((len(src_xy), 1))], 1)
-    ) < 3:
+    if (
+        np.linalg.matrix_rank(a) < 3
+        or np.linalg.matrix_rank(np.concatenate([src_xy, np.ones((len(src_xy), 1))], 1)) < 3
+    ):
         return None
     theta, *_ = np.linalg.lstsq(a, src_xy, rcond=None)
     m = np.eye(3)
@@ -126,11 +123,7 @@ def _ref_part_transforms(src, tgt):
         if sfr not in s or sto not in s:
             out.append(None)
             continue
-        out.append(
-            _lstsq_affine(
-                _ref_polygon(t[fr], t[to], st_t, inc), _ref_polygon(s[sfr], s[sto], st_s, inc)
-            )
-        )
+        out.append(_lstsq_affine(_ref_polygon(t[fr], t[to], st_t, inc), _ref_polygon(s[sfr], s[sto], st_s, inc)))
     return out
 
 
@@ -580,9 +573,7 @@ def test_warp_gradients_are_finite_and_adjoint():
     assert np.isfinite(d_feats.numpy()).all() and np.isfinite(d_trs.numpy()).all()
     assert np.abs(d_trs.numpy()[:, :6]).sum() > 0
     # The warp is linear in the features: <W f, g> = <f, W^T g>.
-    np.testing.assert_allclose(
-        tf.reduce_sum(feats * d_feats).numpy(), loss.numpy(), rtol=1e-5
-    )
+    np.testing.assert_allclose(tf.reduce_sum(feats * d_feats).numpy(), loss.numpy(), rtol=1e-5)
 
 
 def test_scale_transforms_give_the_same_warp_at_half_resolution():
@@ -784,8 +775,12 @@ def _hard_pose_pairs(h, w):
     src[4, [IDX["Rsho"], IDX["Lsho"]]] = -1  # no source body scale, no torso
     tgt[5, IDX["Rkne"]] = tgt[5, IDX["Rhip"]]  # zero-length target limb
     src[6, IDX["Lank"]] = src[6, IDX["Lkne"]]  # zero-length source limb
-    tgt[7, [IDX["Rhip"], IDX["Lhip"], IDX["Lsho"], IDX["Rsho"]]] = [[60, 30], [62, 30], [30, 30],
-                                                                     [28, 30]]  # collinear torso
+    tgt[7, [IDX["Rhip"], IDX["Lhip"], IDX["Lsho"], IDX["Rsho"]]] = [
+        [60, 30],
+        [62, 30],
+        [30, 30],
+        [28, 30],
+    ]  # collinear torso
     src[8] = tgt[8]  # identical poses
     src[9, [IDX["Leye"], IDX["Lear"], IDX["Rear"]]] = -1  # head: 2 keypoints + shoulders
     rand_s = _random_keypoints(rng, 20, h, w, p_missing=0.3)

@@ -83,11 +83,23 @@ def test_the_rule_reader_sees_function_level_and_relative_imports(tmp_path):
 
 def test_geometry_imports_only_the_keypoint_constants():
     mods = {m for m in imported_modules(os.path.join(ROOT, "spt_tf", "geometry.py")) if m.startswith("spt_tf")}
-    assert mods <= {"spt_tf", "spt_tf.skeleton"} | {f"spt_tf.skeleton.{n}" for n in dir(__import__("spt_tf.skeleton").skeleton)}, mods
+    assert mods <= {"spt_tf", "spt_tf.skeleton"} | {
+        f"spt_tf.skeleton.{n}" for n in dir(__import__("spt_tf.skeleton").skeleton)
+    }, mods
 
 
-@pytest.mark.parametrize("module", ["spt_tf.skeleton", "spt_tf.versions", "spt_tf.config_files", "spt_tf.apps",
-                                    "spt_tf.data.pseudo_pairs", "spt_tf.data.synthetic", "serving.files"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "spt_tf.skeleton",
+        "spt_tf.versions",
+        "spt_tf.config_files",
+        "spt_tf.apps",
+        "spt_tf.data.pseudo_pairs",
+        "spt_tf.data.synthetic",
+        "serving.files",
+    ],
+)
 def test_tf_free_modules_do_not_load_tensorflow(module):
     code = f"import sys, {module}; sys.exit(1 if 'tensorflow' in sys.modules else 0)"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

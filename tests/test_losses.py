@@ -32,9 +32,7 @@ def test_lsgan_losses_hand_computed():
 def test_vanilla_losses_hand_computed_and_reference():
     zeros = tf.zeros([1, 3, 3, 1])
     np.testing.assert_allclose(_np(losses.vanilla_generator_loss(zeros)), [math.log(2)], rtol=1e-6)
-    np.testing.assert_allclose(
-        _np(losses.vanilla_discriminator_loss(zeros, zeros)), [math.log(2)], rtol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.vanilla_discriminator_loss(zeros, zeros)), [math.log(2)], rtol=1e-6)
 
     rng = np.random.default_rng(0)
     real = rng.normal(size=(3, 4, 5, 1)) * 3
@@ -44,9 +42,7 @@ def test_vanilla_losses_hand_computed_and_reference():
         return 1.0 / (1.0 + np.exp(-x))
 
     ref_g = -np.log(sig(fake)).reshape(3, -1).mean(1)
-    ref_d = 0.5 * (
-        -np.log(sig(real)).reshape(3, -1).mean(1) - np.log(1 - sig(fake)).reshape(3, -1).mean(1)
-    )
+    ref_d = 0.5 * (-np.log(sig(real)).reshape(3, -1).mean(1) - np.log(1 - sig(fake)).reshape(3, -1).mean(1))
     np.testing.assert_allclose(_np(losses.vanilla_generator_loss(fake)), ref_g, rtol=1e-5)
     np.testing.assert_allclose(_np(losses.vanilla_discriminator_loss(real, fake)), ref_d, rtol=1e-5)
     # Stable for large logits (a naive log(sigmoid) would give inf).
@@ -68,11 +64,7 @@ def test_dispatchers(kind):
     valid = tf.constant([True, False])
     mg = _np(losses.masked_generator_loss(kind, fake, valid))
     assert mg[1] == 0.0 and mg[0] == pytest.approx(_np(g)[0])
-    md = _np(
-        losses.face_discriminator_loss(
-            kind, real, fake, tf.constant([True, True]), tf.constant([True, False])
-        )
-    )
+    md = _np(losses.face_discriminator_loss(kind, real, fake, tf.constant([True, True]), tf.constant([True, False])))
     np.testing.assert_allclose(md[0], _np(d)[0], rtol=1e-6)
     # Example 1: the fake term is dropped, the real term kept and halved.
     r = _np(real)[1]
@@ -111,9 +103,7 @@ def test_weighted_cross_entropy_hand_computed():
     probs = tf.constant([[[[0.5, 0.5], [0.25, 0.75]]]])
     mask = tf.constant([[[[1.0], [0.0]]]])
     expected = (2 * -math.log(0.5) + 1 * -math.log(0.75)) / 2
-    np.testing.assert_allclose(
-        _np(losses.weighted_cross_entropy(target, probs, mask)), [expected], rtol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.weighted_cross_entropy(target, probs, mask)), [expected], rtol=1e-6)
 
 
 def test_weighted_cross_entropy_body_weighs_double():
@@ -124,9 +114,7 @@ def test_weighted_cross_entropy_body_weighs_double():
     off = tf.zeros([1, 3, 4, 1])
     on = tf.ones([1, 3, 4, 1])
     base = _np(losses.weighted_cross_entropy(target, probs, off))[0]
-    np.testing.assert_allclose(
-        _np(losses.weighted_cross_entropy(target, probs, on))[0], 2 * base, rtol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.weighted_cross_entropy(target, probs, on))[0], 2 * base, rtol=1e-6)
     # One body pixel adds exactly its own cross entropy once more (divided by H*W).
     one = np.zeros((1, 3, 4, 1), np.float32)
     one[0, 1, 2, 0] = 1.0
@@ -158,9 +146,7 @@ def test_losses_are_float32_under_bfloat16_inputs():
     outs = [
         losses.lsgan_generator_loss(f),
         losses.vanilla_discriminator_loss(f, f),
-        losses.weighted_cross_entropy(
-            parsing, tf.nn.softmax(tf.cast(parsing, tf.float32)), parsing[..., :1]
-        ),
+        losses.weighted_cross_entropy(parsing, tf.nn.softmax(tf.cast(parsing, tf.float32)), parsing[..., :1]),
         losses.pose_loss(f, f * 2),
         losses.content_loss(f, f * 2),
         losses.l1_loss(f, f * 2),
@@ -195,9 +181,7 @@ def test_gram_matrix_hand_computed():
     np.testing.assert_allclose(g[0], [[3.5, 1.5], [1.5, 2.25]], rtol=1e-6)
     # Mask keeps f00 only; the divisor stays h*w.
     mask = np.array([[[1, 0], [0, 0]]], np.float32)
-    np.testing.assert_allclose(
-        _np(losses.gram_matrix(FEAT_A, mask))[0], [[0.25, 0.5], [0.5, 1.0]], rtol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.gram_matrix(FEAT_A, mask))[0], [[0.25, 0.5], [0.5, 1.0]], rtol=1e-6)
     rng = np.random.default_rng(4)
     f = rng.normal(size=(3, 5, 4, 6)).astype(np.float32)
     m = rng.uniform(size=(3, 5, 4, 1)).astype(np.float32)
@@ -268,15 +252,11 @@ def test_semantic_style_loss_soft_parsing_presence_and_gradient():
     # Map b: argmax 3 everywhere.
     logits_b = tf.Variable(tf.one_hot(np.full((1, 4, 4), 3), 10) * 5.0)
     with tf.GradientTape() as tape:
-        loss = losses.semantic_style_loss(
-            f, tf.one_hot(labels, 10), f * 2, tf.nn.softmax(logits_b), labels=(2,)
-        )
+        loss = losses.semantic_style_loss(f, tf.one_hot(labels, 10), f * 2, tf.nn.softmax(logits_b), labels=(2,))
     # Softmax gives label 2 a nonzero area in b, but it is nowhere the argmax: not present.
     assert _np(loss)[0] == 0.0
     with tf.GradientTape() as tape:
-        loss = losses.semantic_style_loss(
-            f, tf.one_hot(labels, 10), f * 2, tf.nn.softmax(logits_b), labels=(3,)
-        )
+        loss = losses.semantic_style_loss(f, tf.one_hot(labels, 10), f * 2, tf.nn.softmax(logits_b), labels=(3,))
     grad = tape.gradient(loss, logits_b)
     assert _np(loss)[0] > 0 and grad is not None and np.abs(_np(grad)).sum() > 0
 
@@ -294,18 +274,14 @@ def test_semantic_style_loss_xla_matches_eager():
 
 def test_bad_style_label_rejected():
     with pytest.raises(ValueError, match="label 12"):
-        losses.semantic_style_loss(
-            FEAT_A, tf.one_hot(LABELS_A, 10), FEAT_B, tf.one_hot(LABELS_B, 10), labels=(12,)
-        )
+        losses.semantic_style_loss(FEAT_A, tf.one_hot(LABELS_A, 10), FEAT_B, tf.one_hot(LABELS_B, 10), labels=(12,))
 
 
 @pytest.mark.parametrize("size_in,size_out", [((8, 6), (4, 3)), ((6, 5), (4, 2))])
 def test_area_resize_matches_tf_image_resize_area(size_in, size_out):
     x = tf.random.stateless_uniform([2, *size_in, 3], seed=(3, 4))
     ref = tf.image.resize(x, size_out, method="area")
-    np.testing.assert_allclose(
-        _np(losses.area_resize(x, *size_out)), _np(ref), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.area_resize(x, *size_out)), _np(ref), rtol=1e-5, atol=1e-6)
 
 
 def test_mask_style_loss_equals_semantic_with_label_masks():
@@ -320,9 +296,7 @@ def test_mask_style_loss_equals_semantic_with_label_masks():
     got = _np(losses.mask_style_loss(fa, masks_a, fb, masks_b))
     ref = _np_style_reference(fa, la, fb, lb, range(4), 2)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
-    np.testing.assert_allclose(
-        _np(losses.semantic_style_loss(fa, pa, fb, pb, labels=range(4))), got, rtol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.semantic_style_loss(fa, pa, fb, pb, labels=range(4))), got, rtol=1e-6)
 
 
 def test_mask_style_loss_with_geometry_part_masks():
@@ -337,9 +311,7 @@ def test_mask_style_loss_with_geometry_part_masks():
     assert _np(losses.mask_style_loss(fa, masks, fa, masks))[0] == 0.0
     base = _np(losses.mask_style_loss(fa, masks, fb, masks))[0]
     assert base > 0
-    np.testing.assert_allclose(
-        _np(losses.mask_style_loss(fb, masks, fa, masks))[0], base, rtol=1e-6
-    )
+    np.testing.assert_allclose(_np(losses.mask_style_loss(fb, masks, fa, masks))[0], base, rtol=1e-6)
     # Zeroing a part in one map removes exactly that part's term (the torso, whose
     # pose-gan mask is all ones, so its term is the plain Gram difference).
     no_torso = _np(masks).copy()
@@ -387,9 +359,7 @@ def test_patch_style_loss_matches_numpy_patches():
                 grams.append(p.T @ p / 4)
             ref[i] += np.mean((grams[0] - grams[1]) ** 2)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
-    np.testing.assert_array_equal(
-        _np(losses.patch_style_loss(fa, kp_a, fa, kp_a, (8, 8), 1.0)), [0.0, 0.0]
-    )
+    np.testing.assert_array_equal(_np(losses.patch_style_loss(fa, kp_a, fa, kp_a, (8, 8), 1.0)), [0.0, 0.0])
     with pytest.raises(ValueError, match="half_size"):
         losses.patch_style_loss(fa, kp_a, fb, kp_b, (8, 8), 0.0)
 

@@ -124,10 +124,12 @@ def test_trunk_taps_match_numpy_reference(model, arrays):
 def test_head_matches_numpy_reference():
     rng = np.random.default_rng(3)
     sizes = [(9, 7), (4, 3), (4, 3), (4, 3), (4, 3)]
-    fa = [np.maximum(rng.normal(size=(3, h, w, c)), 0).astype(np.float32)
-          for (h, w), c in zip(sizes, lpips_lib.CHANNELS)]
-    fb = [np.maximum(rng.normal(size=(3, h, w, c)), 0).astype(np.float32)
-          for (h, w), c in zip(sizes, lpips_lib.CHANNELS)]
+    fa = [
+        np.maximum(rng.normal(size=(3, h, w, c)), 0).astype(np.float32) for (h, w), c in zip(sizes, lpips_lib.CHANNELS)
+    ]
+    fb = [
+        np.maximum(rng.normal(size=(3, h, w, c)), 0).astype(np.float32) for (h, w), c in zip(sizes, lpips_lib.CHANNELS)
+    ]
     fb[0][0, 0, 0] = 0.0  # an all-zero feature vector: the epsilon keeps it finite
     lins = [rng.uniform(0, 1, c).astype(np.float32) for c in lpips_lib.CHANNELS]
     got = lpips_lib.head(fa, fb, lins).numpy()

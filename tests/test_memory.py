@@ -44,9 +44,7 @@ def test_evaluate_py_asks_for_the_system_allocator():
         "print(os.environ.get('TF_ONEDNN_USE_SYSTEM_ALLOCATOR'), tf.constant(1).numpy())"
     )
     env = {k: v for k, v in os.environ.items() if k != memory.ONEDNN_SYSTEM_ALLOCATOR}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["1", "1"]
 
 

@@ -59,9 +59,7 @@ def test_ssim_batch_explicit_range_float_images_and_batching():
     # Explicit data range, scalar and per example.
     ref255 = [_field_ssim(r, g, 255) for r, g in zip(real, gen)]
     np.testing.assert_allclose(metrics.ssim_batch(real, gen, 255.0).numpy(), ref255, atol=1e-4)
-    np.testing.assert_allclose(
-        metrics.ssim_batch(real, gen, [255.0] * 4).numpy(), ref255, atol=1e-4
-    )
+    np.testing.assert_allclose(metrics.ssim_batch(real, gen, [255.0] * 4).numpy(), ref255, atol=1e-4)
     assert abs(metrics.ssim(real[0], gen[0], 255) - ref255[0]) < 1e-6
     # Float images in [-1, 1].
     fr = real.astype(np.float64) / 127.5 - 1
@@ -335,9 +333,7 @@ def test_l1_distance():
     fa = a.astype(np.float32) / 127.5 - 1
     fb = b.astype(np.float32) / 127.5 - 1
     np.testing.assert_allclose(metrics.l1_distance(fa, fb), [1.0, 0.2 / 12], rtol=1e-6)
-    np.testing.assert_allclose(
-        metrics.l1_distance(a * 1.0, b * 1.0, data_range=255), [1.0, 0.2 / 12]
-    )
+    np.testing.assert_allclose(metrics.l1_distance(a * 1.0, b * 1.0, data_range=255), [1.0, 0.2 / 12])
     with pytest.raises(ValueError, match="data_range"):
         metrics.l1_distance(a * 1.0, b * 1.0)
     with pytest.raises(ValueError, match="dtypes"):

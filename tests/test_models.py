@@ -63,8 +63,11 @@ def test_generator_output_shapes(height, width):
     assert [m.compute_output_shape(shapes) for m in (hs, ha, hp)] == [s.shape, y.shape, y.shape]
     # Depth follows the resolution: the larger side ends at 4 pixels.
     assert hs.num_downsamples == {128: 5, 256: 6}[height]
-    assert (hs.padded_height, hs.padded_width) == {(128, 64): (128, 64), (256, 256): (256, 256),
-                                                    (256, 176): (256, 192)}[(height, width)]
+    assert (hs.padded_height, hs.padded_width) == {
+        (128, 64): (128, 64),
+        (256, 256): (256, 256),
+        (256, 176): (256, 192),
+    }[(height, width)]
 
 
 def test_depth_rule_and_filters():
@@ -199,8 +202,9 @@ def test_parameter_counts_match_hand_formula():
     """Independent count of H_S and D from the architecture description (testing config)."""
     c = tiny_config()
     n_labels, kp = c.model.num_labels, 18
-    e = generators.encoder_filters(generators.num_downsamples_for(c.data.height, c.data.width),
-                                   c.model.width_multiplier)
+    e = generators.encoder_filters(
+        generators.num_downsamples_for(c.data.height, c.data.width), c.model.width_multiplier
+    )
     n = len(e) - 1
 
     def encoder(cin):
@@ -258,8 +262,9 @@ def test_appearance_generator_uses_warps_and_drops_background():
     x_bg = dict(x, source_parsing=x["source_parsing"] * [0.0] + x["source_parsing"] * ([0.0] + [1.0] * 9)
                 + tf.one_hot(0, 10) * 7.0)  # fmt: skip
     np.testing.assert_allclose(ha(x_bg).numpy(), y, atol=1e-6)
-    with_bg = models.AppearanceGenerator(32, 16, width_multiplier=c.model.width_multiplier,
-                                         drop_background_channel=False, deformable_levels=2)
+    with_bg = models.AppearanceGenerator(
+        32, 16, width_multiplier=c.model.width_multiplier, drop_background_channel=False, deformable_levels=2
+    )
     assert not np.allclose(with_bg(x_bg).numpy(), with_bg(x).numpy(), atol=1e-4)
     # The deformable skips read the transforms; without them the transforms are ignored.
     x_t = dict(x, transforms=geometry.scale_transforms(x["transforms"], 0.5))

@@ -202,7 +202,9 @@ class _AllBackground:
 
 def test_evaluation_counts_every_test_pixel_and_the_background_floor(tiny_config):
     res = parser_eval.evaluate(tiny_config, _AllBackground(), "test", batch_size=4)
-    truth = np.concatenate([b["parsing"].numpy() for b in pipeline.parsing_dataset(tiny_config, "test", training=False)])
+    truth = np.concatenate(
+        [b["parsing"].numpy() for b in pipeline.parsing_dataset(tiny_config, "test", training=False)]
+    )
     assert res["images"] == len(truth) == 6 and res["pixels"] == truth.size
     bg = float((truth == labels.BACKGROUND).mean())
     assert res["pixel_accuracy"] == pytest.approx(bg) == res["all_background"]["pixel_accuracy"]
@@ -359,4 +361,3 @@ def test_parse_errors_name_the_checkpoint_and_the_command(trained, tmp_path, cap
     with pytest.raises(SystemExit):
         cli.main(_args(*base, "--model", trained["export"]))  # no parsing at all
     assert "--parse" in capsys.readouterr().err
-

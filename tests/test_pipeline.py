@@ -174,8 +174,7 @@ def _all_examples(config):
 
 
 @pytest.mark.parametrize("coord, field", [(0, "keypoints_y"), (1, "keypoints_x")])
-def test_keypoints_past_the_bottom_or_right_edge_are_refused(tiny_config, tiny_data, tmp_path,
-                                                             coord, field):
+def test_keypoints_past_the_bottom_or_right_edge_are_refused(tiny_config, tiny_data, tmp_path, coord, field):
     """The frame is the image on disk (64x32 here, networks 32x16): checked when decoded."""
     root = _dataset_copy(tiny_data, tmp_path, tiny_config)
     ann = str(root / "annotation-train.csv")
@@ -205,10 +204,8 @@ def test_keypoints_past_the_bottom_or_right_edge_are_refused(tiny_config, tiny_d
 
 
 # 261 and -1 would become the labels 5 and 255 in uint8; 10 is one past the last label.
-@pytest.mark.parametrize("value, dtype", [(300, np.int64), (261, np.int64), (-1, np.int8),
-                                          (10, np.uint8)])
-def test_out_of_range_npy_labels_are_refused_naming_the_file(tiny_config, tiny_data, tmp_path,
-                                                             value, dtype):
+@pytest.mark.parametrize("value, dtype", [(300, np.int64), (261, np.int64), (-1, np.int8), (10, np.uint8)])
+def test_out_of_range_npy_labels_are_refused_naming_the_file(tiny_config, tiny_data, tmp_path, value, dtype):
     root = _dataset_copy(tiny_data, tmp_path, tiny_config)
     names = list(formats.read_annotations(str(root / "annotation-train.csv")))
     png = formats.find_parsing(str(root / "parsing"), names[1])

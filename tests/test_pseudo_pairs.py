@@ -52,8 +52,7 @@ def draw(kp, h=H, w=W, sleeve=0.0, lower="pants", shorts_end=0.5):
             seg(kp[hip], kp[kne], 4, 0.0, shorts_end, half=0.14)
     if lower == "skirt":
         hips, knees = kp[[8, 11]], kp[[9, 12]]
-        fill([hips[0], hips[1], 0.4 * hips[1] + 0.6 * knees[1], 0.4 * hips[0] + 0.6 * knees[0]],
-             5)
+        fill([hips[0], hips[1], 0.4 * hips[1] + 0.6 * knees[1], 0.4 * hips[0] + 0.6 * knees[0]], 5)
     fill(kp[[2, 5, 11, 8]], 3)
     for sho, elb, wri, lab in ((2, 3, 4, 7), (5, 6, 7, 6)):
         seg(kp[sho], kp[elb], lab)
@@ -141,8 +140,7 @@ def test_exact_cost_equals_reference_without_body_scale():
     src, cand = np.concatenate([maps, maps]), np.concatenate([maps[::-1], maps[::-1]])
     for outside in (True, False):
         ref = pp.eq1_costs_reference(src, src_kp, cand, cand_kp, outside_is_background=outside)
-        fast = pp.eq1_costs_pairs(src, src_kp, cand, cand_kp, np.arange(8), np.arange(8),
-                                  outside_is_background=outside)
+        fast = pp.eq1_costs_pairs(src, src_kp, cand, cand_kp, np.arange(8), np.arange(8), outside_is_background=outside)
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-2)
 
 
@@ -182,15 +180,18 @@ def test_exact_cost_equals_onehot_reference(outside_is_background):
     # One reference batch: the 6 pairs, then source 0 against every candidate.
     ref = pp.eq1_costs_reference(
         np.concatenate([src, np.repeat(src[:1], 6, 0)]),
-        np.concatenate([src_kp, np.repeat(src_kp[:1], 6, 0)]), np.concatenate([cand, cand]),
-        np.concatenate([cand_kp, cand_kp]), outside_is_background=outside_is_background)
-    fast = pp.eq1_costs_pairs(src, src_kp, cand, cand_kp, np.arange(6), np.arange(6),
-                              outside_is_background=outside_is_background)
+        np.concatenate([src_kp, np.repeat(src_kp[:1], 6, 0)]),
+        np.concatenate([cand, cand]),
+        np.concatenate([cand_kp, cand_kp]),
+        outside_is_background=outside_is_background,
+    )
+    fast = pp.eq1_costs_pairs(
+        src, src_kp, cand, cand_kp, np.arange(6), np.arange(6), outside_is_background=outside_is_background
+    )
     np.testing.assert_allclose(fast, ref[:6], rtol=1e-5, atol=1e-2)
     # Vectorised over candidates of one source, with given transforms: the same numbers.
     tr = pp.transforms_for(np.repeat(src_kp[:1], 6, 0), cand_kp)
-    one = pp.eq1_costs(src[0], src_kp[0], cand, cand_kp, tr,
-                       outside_is_background=outside_is_background)
+    one = pp.eq1_costs(src[0], src_kp[0], cand, cand_kp, tr, outside_is_background=outside_is_background)
     np.testing.assert_allclose(one, ref[6:], rtol=1e-5, atol=1e-2)
     assert len(set(np.round(ref, 3))) > 6  # the maps differ: no trivially equal costs
 
@@ -275,9 +276,15 @@ def _brute_force(parsing, keypoints, cloth, ident, min_pose_distance):
     maps = np.stack([parsing[n] for n in names])
     z, v = pp.normalized_poses(kp)
     dist = pp.pose_distances(z, v, z, v)
-    pairs = [(i, j) for i, s in enumerate(names) for j, c in enumerate(names)
-             if j != i and cloth[c] == cloth[s] and dist[i, j] >= min_pose_distance
-             and (ident is None or ident[c] != ident[s])]
+    pairs = [
+        (i, j)
+        for i, s in enumerate(names)
+        for j, c in enumerate(names)
+        if j != i
+        and cloth[c] == cloth[s]
+        and dist[i, j] >= min_pose_distance
+        and (ident is None or ident[c] != ident[s])
+    ]
     si, ci = np.array(pairs).T
     costs = pp.eq1_costs_reference(maps[si], kp[si], maps[ci], kp[ci])  # one batch
     out = {}
@@ -305,16 +312,18 @@ def test_same_image_and_same_pose_are_excluded():
     parsing["copy"] = draw(kp)
     keypoints["copy"] = kp
     cloth["copy"] = "pants"
-    costs = pp.eq1_costs(parsing["im00"], keypoints["im00"],
-                         np.stack([parsing[n] for n in parsing if n != "im00"]),
-                         np.stack([keypoints[n] for n in parsing if n != "im00"]))
+    costs = pp.eq1_costs(
+        parsing["im00"],
+        keypoints["im00"],
+        np.stack([parsing[n] for n in parsing if n != "im00"]),
+        np.stack([keypoints[n] for n in parsing if n != "im00"]),
+    )
     assert np.argmin(costs) == len(costs) - 1  # the copy would win without the rule
     rows = dict((a, b) for a, b, _ in pp.search(parsing, keypoints, clothing=cloth, top_k=7))
     assert rows["im00"] != "copy" and rows["copy"] != "im00"
     assert all(a != b for a, b in rows.items())
     # With the threshold at 0 the copy is admissible and chosen.
-    rows0 = dict((a, b) for a, b, _ in pp.search(parsing, keypoints, clothing=cloth, top_k=7,
-                                                  min_pose_distance=0.0))
+    rows0 = dict((a, b) for a, b, _ in pp.search(parsing, keypoints, clothing=cloth, top_k=7, min_pose_distance=0.0))
     assert rows0["im00"] == "copy"
 
 
@@ -327,8 +336,7 @@ def test_clothing_filter_and_identity_rule(caplog):
     assert "im08" not in {a for a, _, _ in rows} and "1 maps have no admissible" in caplog.text
     # Identities equal within each clothing type: excluding them leaves no candidate at all.
     assert pp.search(parsing, keypoints, clothing=cloth, identities=ident, top_k=4) == []
-    allowed = pp.search(parsing, keypoints, clothing=cloth, identities=ident, top_k=4,
-                        exclude_same_identity=False)
+    allowed = pp.search(parsing, keypoints, clothing=cloth, identities=ident, top_k=4, exclude_same_identity=False)
     assert {a for a, _, _ in allowed} == {a for a, _, _ in rows}
 
 
@@ -346,8 +354,7 @@ def test_search_inputs_are_checked():
 
 def _arrays(parsing, keypoints):
     names = list(parsing)
-    return (names, np.stack([parsing[n] for n in names]),
-            np.stack([keypoints[n] for n in names]))
+    return (names, np.stack([parsing[n] for n in names]), np.stack([keypoints[n] for n in names]))
 
 
 def test_csv_round_trip(tmp_path):
@@ -355,8 +362,16 @@ def test_csv_round_trip(tmp_path):
     rows = pp.search(parsing, keypoints, clothing=cloth, top_k=3)
     names, maps, kp = _arrays(parsing, keypoints)
     out = str(tmp_path / "pseudo-pairs.csv")
-    summary = pp.run_search(names, maps, kp, out, pp.SearchSettings(top_k=3),
-                            clothing=[cloth[n] for n in names], chunk_size=3, progress=False)
+    summary = pp.run_search(
+        names,
+        maps,
+        kp,
+        out,
+        pp.SearchSettings(top_k=3),
+        clothing=[cloth[n] for n in names],
+        chunk_size=3,
+        progress=False,
+    )
     assert summary["complete"] and summary["pairs"] == len(rows) == 8
     back = pp.read_pseudo_pairs(out)
     assert [(a, b) for a, b, _ in back] == [(a, b) for a, b, _ in rows]
@@ -371,20 +386,17 @@ def test_resume_after_interruption_gives_the_same_file(tmp_path):
     types = [cloth[n] for n in names]
     settings = pp.SearchSettings(top_k=4)
     whole = str(tmp_path / "whole.csv")
-    pp.run_search(names, maps, kp, whole, settings, clothing=types, chunk_size=3,
-                  progress=False)
+    pp.run_search(names, maps, kp, whole, settings, clothing=types, chunk_size=3, progress=False)
     out = str(tmp_path / "resumed.csv")
-    first = pp.run_search(names, maps, kp, out, settings, clothing=types, chunk_size=3,
-                          stop_after_chunks=1, progress=False)  # "killed" after one chunk
+    first = pp.run_search(
+        names, maps, kp, out, settings, clothing=types, chunk_size=3, stop_after_chunks=1, progress=False
+    )  # "killed" after one chunk
     assert not first["complete"] and not os.path.exists(out)
-    assert sorted(os.listdir(out + ".work")) == ["candidates.npy", "chunk-00000.csv",
-                                                 "meta.json"]
+    assert sorted(os.listdir(out + ".work")) == ["candidates.npy", "chunk-00000.csv", "meta.json"]
     # Other settings must not reuse the half-done work.
     with pytest.raises(ValueError, match="other inputs or settings"):
-        pp.run_search(names, maps, kp, out, pp.SearchSettings(top_k=5), clothing=types,
-                      chunk_size=3, progress=False)
-    second = pp.run_search(names, maps, kp, out, settings, clothing=types, chunk_size=3,
-                           progress=False)
+        pp.run_search(names, maps, kp, out, pp.SearchSettings(top_k=5), clothing=types, chunk_size=3, progress=False)
+    second = pp.run_search(names, maps, kp, out, settings, clothing=types, chunk_size=3, progress=False)
     assert second["complete"]
     with open(whole, "rb") as f1, open(out, "rb") as f2:
         assert f1.read() == f2.read()
@@ -397,10 +409,8 @@ def test_two_workers_write_the_same_file(tmp_path):
     # With the coarse stage (48x24 -> 24x12), which the workers read from the work folder.
     settings = pp.SearchSettings(top_k=2, prefilter_k=3, coarse_size=24)
     one, two = str(tmp_path / "one.csv"), str(tmp_path / "two.csv")
-    s1 = pp.run_search(names, maps, kp, one, settings, clothing=types, chunk_size=2,
-                       progress=False)
-    s2 = pp.run_search(names, maps, kp, two, settings, clothing=types, chunk_size=2, workers=2,
-                       progress=False)
+    s1 = pp.run_search(names, maps, kp, one, settings, clothing=types, chunk_size=2, progress=False)
+    s2 = pp.run_search(names, maps, kp, two, settings, clothing=types, chunk_size=2, workers=2, progress=False)
     assert s1["stages"]["coarse_pairs"] == s2["stages"]["coarse_pairs"] > 0
     with open(one, "rb") as f1, open(two, "rb") as f2:
         assert f1.read() == f2.read()
@@ -443,8 +453,7 @@ def test_unknown_without_limbs():
 @pytest.fixture(scope="module")
 def synthetic_set(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("syn"))
-    synthetic.generate(out, identities=24, poses_per_identity=3, height=128, width=64, seed=3,
-                       test_fraction=0.2)
+    synthetic.generate(out, identities=24, poses_per_identity=3, height=128, width=64, seed=3, test_fraction=0.2)
     return out
 
 
@@ -454,8 +463,7 @@ def test_clothing_accuracy_on_synthetic_people(synthetic_set):
         truth = {r["name"]: (r["upper"], r["lower"]) for r in csv.DictReader(f)}
     hits = lower_hits = 0
     for name, kp in kps.items():
-        m = formats.read_parsing(formats.find_parsing(os.path.join(synthetic_set, "parsing"),
-                                                      name))
+        m = formats.read_parsing(formats.find_parsing(os.path.join(synthetic_set, "parsing"), name))
         got = clothing.clothing_type(m, kp)
         hits += got == truth[name]
         lower_hits += got[1] == truth[name][1]
@@ -466,9 +474,19 @@ def test_clothing_accuracy_on_synthetic_people(synthetic_set):
 
 def test_cli_on_synthetic_people(synthetic_set, tmp_path):
     out = str(tmp_path / "pp.csv")
-    summary = pp.main(["--data_dir", synthetic_set, "--out", out, "--identities",
-                       os.path.join(synthetic_set, "identities.csv"), "--top_k", "4",
-                       "--no_progress"])
+    summary = pp.main(
+        [
+            "--data_dir",
+            synthetic_set,
+            "--out",
+            out,
+            "--identities",
+            os.path.join(synthetic_set, "identities.csv"),
+            "--top_k",
+            "4",
+            "--no_progress",
+        ]
+    )
     assert summary["complete"] and summary["pairs"] + summary["unmatched"] == summary["sources"]
     ident = pp.read_identities(os.path.join(synthetic_set, "identities.csv"))
     rows = pp.read_pseudo_pairs(out)
@@ -477,21 +495,29 @@ def test_cli_on_synthetic_people(synthetic_set, tmp_path):
 
 
 def test_vote_clothing_majority_per_identity():
-    types = [("short", "pants"), ("sleeveless", "pants"), ("short", "unknown"),
-             ("long", "skirt"), ("short", "skirt"), ("unknown", "unknown")]
+    types = [
+        ("short", "pants"),
+        ("sleeveless", "pants"),
+        ("short", "unknown"),
+        ("long", "skirt"),
+        ("short", "skirt"),
+        ("unknown", "unknown"),
+    ]
     ident = ["a", "a", "a", "b", "b", "c"]
     # a: short 2 : sleeveless 1 -> short; pants (unknown does not vote).
     # b: long 1 : short 1 tie -> each keeps its own. c: nothing to vote -> unknown stays.
     assert pp.vote_clothing(types, ident) == [
-        ("short", "pants"), ("short", "pants"), ("short", "pants"),
-        ("long", "skirt"), ("short", "skirt"), ("unknown", "unknown")]
+        ("short", "pants"),
+        ("short", "pants"),
+        ("short", "pants"),
+        ("long", "skirt"),
+        ("short", "skirt"),
+        ("unknown", "unknown"),
+    ]
 
 
 def test_mode_pool_hand_computed():
-    m = np.array([[1, 1, 2, 3],
-                  [1, 4, 3, 2],
-                  [0, 0, 5, 5],
-                  [7, 7, 5, 6]], np.uint8)[None]
+    m = np.array([[1, 1, 2, 3], [1, 4, 3, 2], [0, 0, 5, 5], [7, 7, 5, 6]], np.uint8)[None]
     # Blocks: {1,1,1,4} -> 1; {2,3,3,2} tie -> 2 (lowest); {0,0,7,7} tie -> 0; {5,5,5,6} -> 5.
     np.testing.assert_array_equal(pp.mode_pool(m, 2)[0], [[1, 2], [0, 5]])
     assert pp.coarse_factor(256, 64) == 4 and pp.coarse_factor(128, 64) == 2
@@ -541,8 +567,7 @@ def test_rerank_in_groups_equals_one_call(monkeypatch):
     names, maps, kp = _arrays(parsing, keypoints)
     settings = pp.SearchSettings(top_k=2, prefilter_k=4, coarse_size=24)
     desc = pp.build_descriptors(maps, kp, settings)
-    cand, _ = pp.prefilter(desc, kp, pp._group_ids([cloth[n] for n in names]), None, settings,
-                           k=4)
+    cand, _ = pp.prefilter(desc, kp, pp._group_ids([cloth[n] for n in names]), None, settings, k=4)
     src = np.arange(len(names))
     tr = pp._chunk_transforms(kp, src, cand)
     coarse = pp.mode_pool(maps, 2)
@@ -562,9 +587,11 @@ def test_cli_with_a_config_file(synthetic_set, tmp_path):
         "    c.data.height, c.data.width = 64, 32  # maps are 128x64: resized with keypoints\n"
         f"    c.data.pseudo_pairs = {out!r}\n"
         "    c.data.identities = 'identities.csv'\n"
-        "    return c\n")
-    summary = pp.main(["--config", str(cfg), "--top_k", "2", "--prefilter_k", "6",
-                       "--coarse_size", "32", "--no_progress"])
+        "    return c\n"
+    )
+    summary = pp.main(
+        ["--config", str(cfg), "--top_k", "2", "--prefilter_k", "6", "--coarse_size", "32", "--no_progress"]
+    )
     assert summary["complete"] and summary["out"] == out
     assert summary["stages"]["coarse_pairs"] > 0  # 64x32 -> 32x16 coarse stage
     rows = pp.read_pseudo_pairs(out)
@@ -604,8 +631,7 @@ def test_load_dataset_reads_at_the_given_tolerance(tmp_path):
     assert (e.value.path, e.value.row, e.value.field) == (below, 2, "keypoints_y")
     assert "outside its 16x12 map" in str(e.value)
     for path, want in ((left, left_kp), (below, below_kp)):
-        names, maps, kp = pp.load_dataset(path, parsing, tolerance=formats.DEEPFASHION_176_TOLERANCE,
-                                          progress=False)
+        names, maps, kp = pp.load_dataset(path, parsing, tolerance=formats.DEEPFASHION_176_TOLERANCE, progress=False)
         assert names == ["a.png", "b.png"] and maps.shape == (2, 16, 12)
         np.testing.assert_array_equal(kp, np.stack([want[n] for n in names]))  # kept, not clipped
 
@@ -621,8 +647,7 @@ def test_cli_keypoint_tolerance_reaches_the_loader(tmp_path, monkeypatch):
         return {"complete": True}
 
     monkeypatch.setattr(cli, "run_search", fake_search)
-    base = ["--annotations", left, "--parsing_dir", parsing, "--out", str(tmp_path / "o.csv"),
-            "--no_progress"]
+    base = ["--annotations", left, "--parsing_dir", parsing, "--out", str(tmp_path / "o.csv"), "--no_progress"]
     with pytest.raises(formats.FormatError, match="row 3, field 'keypoints_x'"):
         pp.main(base)
     pp.main(base + ["--keypoint_tolerance", "40"])
@@ -641,10 +666,10 @@ def test_cli_keypoint_tolerance_reaches_the_loader(tmp_path, monkeypatch):
         "    c.data.height, c.data.width = 16, 12\n"
         "    c.data.identities = ''\n"
         "    c.data.keypoint_tolerance = 40.0\n"
-        "    return c\n")
+        "    return c\n"
+    )
     seen.clear()
     pp.main(["--config", str(cfg), "--out", str(tmp_path / "c.csv"), "--no_progress"])
     np.testing.assert_array_equal(seen["kp"][1], left_kp["b.png"])
     with pytest.raises(formats.FormatError, match="row 3, field 'keypoints_x'"):
-        pp.main(["--config", str(cfg), "--out", str(tmp_path / "c.csv"), "--no_progress",
-                 "--keypoint_tolerance", "2"])
+        pp.main(["--config", str(cfg), "--out", str(tmp_path / "c.csv"), "--no_progress", "--keypoint_tolerance", "2"])

@@ -411,7 +411,7 @@ def _conditioning_summary(src, tgt, h, w, xla, batch=50):
         masks = out["part_masks"] > 0
         return finite, out["transforms"], tf.reduce_any(masks, [2, 3]), tf.reduce_all(masks, [2, 3])
 
-    chunks = [run(src[i: i + batch], tgt[i: i + batch]) for i in range(0, len(src), batch)]
+    chunks = [run(src[i : i + batch], tgt[i : i + batch]) for i in range(0, len(src), batch)]
     finite = {k: np.concatenate([c[0][k].numpy() for c in chunks]) for k in chunks[0][0]}
     return finite, *(np.concatenate([c[j].numpy() for c in chunks]) for j in (1, 2, 3))
 

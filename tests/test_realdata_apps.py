@@ -201,8 +201,12 @@ def test_every_pair_from_the_workdir_and_the_saved_model(demo, trained, tmp_path
               for n in NAMES}  # fmt: skip
     sm = _saved_model(trained["export"])
     assert sm.size == MODEL
-    ref = sm.pose_transfer(np.stack([framed[a][0] for a, _ in ALL_PAIRS]), np.stack([framed[a][1] for a, _ in ALL_PAIRS]),
-                           np.stack([framed[a][2] for a, _ in ALL_PAIRS]), np.stack([framed[b][2] for _, b in ALL_PAIRS]))  # fmt: skip  # noqa: E501
+    ref = sm.pose_transfer(
+        np.stack([framed[a][0] for a, _ in ALL_PAIRS]),
+        np.stack([framed[a][1] for a, _ in ALL_PAIRS]),
+        np.stack([framed[a][2] for a, _ in ALL_PAIRS]),
+        np.stack([framed[b][2] for _, b in ALL_PAIRS]),
+    )
     backends = {"sm": ("--model", os.path.dirname(trained["export"])), "wd": ("--workdir", trained["workdir"])}
     for i, (a, b) in enumerate(ALL_PAIRS):
         res = {k: _pose_transfer(demo, a, b, *m, out=tmp_path / k / f"{a}_{b}") for k, m in backends.items()}

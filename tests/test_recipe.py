@@ -93,6 +93,7 @@ def test_joint_stage_keeps_the_pseudo_label_cross_entropy(tiny_config):
 def test_semantic_stage_and_joint_hs_have_their_own_learning_rates(tiny_config):
     config = _recipe_config(tiny_config)
     config.train.joint_semantic_learning_rate = 3e-5
+
     def rate(stage, which="g_optimizer"):
         return float(stage_specs.get(stage).optimizers(config, "float32")[which].learning_rate.numpy())
 

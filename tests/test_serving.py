@@ -72,8 +72,7 @@ class StandIn(tf.Module):
     def _decode(self, images, channels):
         shape = [self.height, self.width, channels]
         return tf.map_fn(
-            lambda b: tf.ensure_shape(tf.io.decode_image(b, channels=channels, expand_animations=False),
-                                      shape),
+            lambda b: tf.ensure_shape(tf.io.decode_image(b, channels=channels, expand_animations=False), shape),
             images,
             fn_output_signature=tf.TensorSpec(shape, tf.uint8),
         )
@@ -96,13 +95,10 @@ class StandIn(tf.Module):
         out = self._serving_default(image, parsing, source_keypoints, target_keypoints)
         return {
             "image_bytes": tf.map_fn(tf.io.encode_png, out["image"], fn_output_signature=tf.string),
-            "parsing_bytes": tf.map_fn(
-                tf.io.encode_png, out["parsing"][..., None], fn_output_signature=tf.string
-            ),
+            "parsing_bytes": tf.map_fn(tf.io.encode_png, out["parsing"][..., None], fn_output_signature=tf.string),
         }
 
-    def _render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints,
-                      target_parsing_bytes):
+    def _render_bytes(self, image_bytes, parsing_bytes, source_keypoints, target_keypoints, target_parsing_bytes):
         image, parsing = self._decode(image_bytes, 3), self._decode(parsing_bytes, 1)[..., 0]
         target = self._decode(target_parsing_bytes, 1)[..., 0]
         out = self._render(image, parsing, source_keypoints, target_keypoints, target)["image"]
@@ -141,9 +137,7 @@ def expected_render(image, target_parsing):
 
 def make_inputs(batch, seed=0, missing=(3, 7)):
     rng = np.random.default_rng(seed)
-    kp = np.stack(
-        [rng.uniform(0, H - 1, (batch, 18)), rng.uniform(0, W - 1, (batch, 18))], -1
-    ).astype(np.float32)
+    kp = np.stack([rng.uniform(0, H - 1, (batch, 18)), rng.uniform(0, W - 1, (batch, 18))], -1).astype(np.float32)
     src = kp.copy()
     tgt = kp[:, ::-1].copy()
     tgt[:, list(missing)] = -1  # target has fewer present joints than source
@@ -183,8 +177,7 @@ def loaded(export_base):
 
 @pytest.fixture(scope="module")
 def server(export_base):
-    srv, port = local_server.serve(export_base, MODEL, port=0, max_batch=MAX_BATCH, workers=8,
-                                   poll_seconds=0)
+    srv, port = local_server.serve(export_base, MODEL, port=0, max_batch=MAX_BATCH, workers=8, poll_seconds=0)
     yield srv, port
     srv.stop()
 
@@ -207,8 +200,7 @@ def channel(server):
 
 def test_pose_transfer_round_trip(client, loaded):
     x = make_inputs(3)
-    image, parsing = client.pose_transfer(x["image"], x["parsing"], x["source_keypoints"],
-                                          x["target_keypoints"])
+    image, parsing = client.pose_transfer(x["image"], x["parsing"], x["source_keypoints"], x["target_keypoints"])
     want_parsing = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
     np.testing.assert_array_equal(parsing, want_parsing)
     np.testing.assert_array_equal(image, expected_render(x["image"], want_parsing))
@@ -222,24 +214,23 @@ def test_pose_transfer_round_trip(client, loaded):
 
 def test_unbatched_arguments_give_unbatched_results(client):
     x = make_inputs(1, seed=1)
-    image, parsing = client.pose_transfer(x["image"][0], x["parsing"][0], x["source_keypoints"][0],
-                                          x["target_keypoints"][0])
+    image, parsing = client.pose_transfer(
+        x["image"][0], x["parsing"][0], x["source_keypoints"][0], x["target_keypoints"][0]
+    )
     assert image.shape == (H, W, 3) and parsing.shape == (H, W)
     want = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])[0]
     np.testing.assert_array_equal(parsing, want)
     with pytest.raises(ValueError, match="parsing is batched unlike"):
-        client.pose_transfer(x["image"][0], x["parsing"], x["source_keypoints"][0],
-                             x["target_keypoints"][0])
+        client.pose_transfer(x["image"][0], x["parsing"], x["source_keypoints"][0], x["target_keypoints"][0])
 
 
 def test_transform_parsing_round_trip(client, loaded):
     x = make_inputs(2, seed=2)
     out = client.transform_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
-    np.testing.assert_array_equal(
-        out, expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
-    )
+    np.testing.assert_array_equal(out, expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"]))
     direct = loaded.signatures["transform_parsing"](
-        parsing=x["parsing"], source_keypoints=x["source_keypoints"],
+        parsing=x["parsing"],
+        source_keypoints=x["source_keypoints"],
         target_keypoints=x["target_keypoints"],
     )
     np.testing.assert_array_equal(out, direct["parsing"].numpy())
@@ -250,8 +241,9 @@ def test_render_round_trip(client, loaded):
     target = np.random.default_rng(4).integers(0, 10, (2, H, W), dtype=np.uint8)
     out = client.render(x["image"], x["parsing"], x["source_keypoints"], x["target_keypoints"], target)
     np.testing.assert_array_equal(out, expected_render(x["image"], target))
-    direct = loaded.signatures["render"](**{k: tf.constant(v) for k, v in x.items()},
-                                         target_parsing=tf.constant(target))
+    direct = loaded.signatures["render"](
+        **{k: tf.constant(v) for k, v in x.items()}, target_parsing=tf.constant(target)
+    )
     np.testing.assert_array_equal(out, direct["image"].numpy())
 
 
@@ -260,16 +252,16 @@ def test_byte_signatures_round_trip(client):
     target = np.random.default_rng(6).integers(0, 10, (2, H, W), dtype=np.uint8)
     images = [png(i) for i in x["image"]]
     parsings = [png(p) for p in x["parsing"]]
-    out, out_parsing = client.pose_transfer_bytes(images, parsings, x["source_keypoints"],
-                                                  x["target_keypoints"])
+    out, out_parsing = client.pose_transfer_bytes(images, parsings, x["source_keypoints"], x["target_keypoints"])
     want_parsing = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
     want = expected_render(x["image"], want_parsing)
     for b in range(2):
         np.testing.assert_array_equal(unpng(out[b]), want[b])
         labels = cv2.imdecode(np.frombuffer(out_parsing[b], np.uint8), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(labels, want_parsing[b])
-    one = client.render_bytes(images[0], parsings[0], x["source_keypoints"][0],
-                              x["target_keypoints"][0], png(target[0]))
+    one = client.render_bytes(
+        images[0], parsings[0], x["source_keypoints"][0], x["target_keypoints"][0], png(target[0])
+    )
     assert isinstance(one, bytes)
     np.testing.assert_array_equal(unpng(one), expected_render(x["image"][:1], target[:1])[0])
 
@@ -277,8 +269,9 @@ def test_byte_signatures_round_trip(client):
 def test_jpeg_image_bytes_accepted(client):
     x = make_inputs(1, seed=7)
     jpeg = cv2.imencode(".jpg", x["image"][0])[1].tobytes()
-    out, out_parsing = client.pose_transfer_bytes(jpeg, png(x["parsing"][0]), x["source_keypoints"][0],
-                                                  x["target_keypoints"][0])
+    out, out_parsing = client.pose_transfer_bytes(
+        jpeg, png(x["parsing"][0]), x["source_keypoints"][0], x["target_keypoints"][0]
+    )
     assert unpng(out).shape == (H, W, 3) and isinstance(out_parsing, bytes)
 
 
@@ -351,11 +344,15 @@ BAD_BYTES = {
     "not_an_image": ("image_bytes", _bytes_inputs(image_bytes=b"GIF89a not supported")),
     "wrong_size_png": ("image_bytes", _bytes_inputs(image_bytes=png(np.zeros((H, H, 3), np.uint8)))),
     "rgb_parsing_png": ("parsing_bytes", _bytes_inputs(parsing_bytes=png(np.zeros((H, W, 3), np.uint8)))),
-    "jpeg_parsing": ("parsing_bytes",
-                     _bytes_inputs(parsing_bytes=cv2.imencode(".jpg", np.zeros((H, W), np.uint8))[1].tobytes())),
+    "jpeg_parsing": (
+        "parsing_bytes",
+        _bytes_inputs(parsing_bytes=cv2.imencode(".jpg", np.zeros((H, W), np.uint8))[1].tobytes()),
+    ),
     "label_12_png": ("parsing_bytes", _bytes_inputs(parsing_bytes=png(np.full((H, W), 12, np.uint8)))),
-    "wrong_size_jpeg": ("image_bytes",
-                        _bytes_inputs(image_bytes=cv2.imencode(".jpg", np.zeros((W, W, 3), np.uint8))[1].tobytes())),
+    "wrong_size_jpeg": (
+        "image_bytes",
+        _bytes_inputs(image_bytes=cv2.imencode(".jpg", np.zeros((W, W, 3), np.uint8))[1].tobytes()),
+    ),
 }
 
 
@@ -387,8 +384,7 @@ def test_corrupt_png_body_is_invalid_argument(client):
         (MODEL, None, "", "no_such_signature", "signature 'no_such_signature'"),
     ],
 )
-def test_unknown_model_version_signature_not_found(channel, client, model, version, label, signature,
-                                                   needle):
+def test_unknown_model_version_signature_not_found(channel, client, model, version, label, signature, needle):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
@@ -403,8 +399,9 @@ def test_unknown_model_version_signature_not_found(channel, client, model, versi
         stub.Predict(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert needle in err.value.details()
-    assert client.transform_parsing(make_inputs(1)["parsing"], make_inputs(1)["source_keypoints"],
-                                    make_inputs(1)["target_keypoints"]).shape == (1, H, W)
+    assert client.transform_parsing(
+        make_inputs(1)["parsing"], make_inputs(1)["source_keypoints"], make_inputs(1)["target_keypoints"]
+    ).shape == (1, H, W)
 
 
 def test_output_filter(client):
@@ -471,8 +468,11 @@ def test_health_serving_and_reflection(channel):
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     services = {s.name for s in next(answers).list_services_response.service}
-    assert {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
-            "grpc.health.v1.Health"} <= services
+    assert {
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+        "grpc.health.v1.Health",
+    } <= services
 
 
 # ------------------------------------------------------------------ load
@@ -487,8 +487,9 @@ def test_concurrent_clients(server):
             for i in range(50):
                 x = make_inputs(int(rng.integers(1, MAX_BATCH + 1)), seed=seed * 1000 + i)
                 try:
-                    image, parsing = c.pose_transfer(x["image"], x["parsing"], x["source_keypoints"],
-                                                     x["target_keypoints"])
+                    image, parsing = c.pose_transfer(
+                        x["image"], x["parsing"], x["source_keypoints"], x["target_keypoints"]
+                    )
                     want = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
                     np.testing.assert_array_equal(parsing, want)
                     np.testing.assert_array_equal(image, expected_render(x["image"], want))
@@ -630,22 +631,58 @@ def test_cli_render_and_transform_parsing(tmp_path, server):
     formats.write_parsing(tmp_path / "t.png", target)
     base = ["--address", f"127.0.0.1:{server[1]}"]
     kp = ["--annotations", str(tmp_path / "ann.csv"), "--source_name", "a.png", "--target_name", "b.png"]
-    assert client_lib.main(base + ["render", "--image", str(tmp_path / "a.png"), "--parsing",
-                                   str(tmp_path / "a_parsing.png"), "--target_parsing",
-                                   str(tmp_path / "t.png"), "--out_dir", str(tmp_path / "r")] + kp) == 0
+    assert (
+        client_lib.main(
+            base
+            + [
+                "render",
+                "--image",
+                str(tmp_path / "a.png"),
+                "--parsing",
+                str(tmp_path / "a_parsing.png"),
+                "--target_parsing",
+                str(tmp_path / "t.png"),
+                "--out_dir",
+                str(tmp_path / "r"),
+            ]
+            + kp
+        )
+        == 0
+    )
     generated = cv2.cvtColor(cv2.imread(str(tmp_path / "r" / "generated.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(generated, expected_render(x["image"][:1], target[None])[0])
-    assert client_lib.main(base + ["transform_parsing", "--parsing", str(tmp_path / "a_parsing.png"),
-                                   "--out_dir", str(tmp_path / "p")] + kp) == 0
+    assert (
+        client_lib.main(
+            base
+            + ["transform_parsing", "--parsing", str(tmp_path / "a_parsing.png"), "--out_dir", str(tmp_path / "p")]
+            + kp
+        )
+        == 0
+    )
     np.testing.assert_array_equal(
         cv2.imread(str(tmp_path / "p" / "parsing.png"), cv2.IMREAD_UNCHANGED),
         expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])[0],
     )
     # An unknown annotation row is a clear error, not a crash.
-    assert client_lib.main(base + ["transform_parsing", "--parsing", str(tmp_path / "a_parsing.png"),
-                                   "--out_dir", str(tmp_path / "p"), "--annotations",
-                                   str(tmp_path / "ann.csv"), "--source_name", "zz.png",
-                                   "--target_name", "b.png"]) == 1
+    assert (
+        client_lib.main(
+            base
+            + [
+                "transform_parsing",
+                "--parsing",
+                str(tmp_path / "a_parsing.png"),
+                "--out_dir",
+                str(tmp_path / "p"),
+                "--annotations",
+                str(tmp_path / "ann.csv"),
+                "--source_name",
+                "zz.png",
+                "--target_name",
+                "b.png",
+            ]
+        )
+        == 1
+    )
 
 
 def test_read_keypoints_json_errors(tmp_path):
@@ -726,8 +763,7 @@ def test_rest_client_against_tf_serving_json_format(export_base, loaded):
         rest = client_lib.SptRestClient(f"http://127.0.0.1:{httpd.server_address[1]}", MODEL)
         assert rest.image_size() == (H, W)
         x = make_inputs(2, seed=14)
-        image, parsing = rest.pose_transfer(x["image"], x["parsing"], x["source_keypoints"],
-                                            x["target_keypoints"])
+        image, parsing = rest.pose_transfer(x["image"], x["parsing"], x["source_keypoints"], x["target_keypoints"])
         want_parsing = expected_parsing(x["parsing"], x["source_keypoints"], x["target_keypoints"])
         np.testing.assert_array_equal(parsing, want_parsing)
         np.testing.assert_array_equal(image, expected_render(x["image"], want_parsing))
@@ -735,8 +771,9 @@ def test_rest_client_against_tf_serving_json_format(export_base, loaded):
         target = want_parsing
         out = rest.render(x["image"], x["parsing"], x["source_keypoints"], x["target_keypoints"], target)
         np.testing.assert_array_equal(out, expected_render(x["image"], target))
-        one, one_parsing = rest.pose_transfer_bytes(png(x["image"][0]), png(x["parsing"][0]),
-                                                    x["source_keypoints"][0], x["target_keypoints"][0])
+        one, one_parsing = rest.pose_transfer_bytes(
+            png(x["image"][0]), png(x["parsing"][0]), x["source_keypoints"][0], x["target_keypoints"][0]
+        )
         np.testing.assert_array_equal(unpng(one), expected_render(x["image"], want_parsing)[0])
         labels = cv2.imdecode(np.frombuffer(one_parsing, np.uint8), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(labels, want_parsing[0])

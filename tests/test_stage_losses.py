@@ -54,8 +54,10 @@ def test_appearance_total_is_the_sum_of_the_tested_losses(tiny_config, features)
         fr, ft, fs = (nets.vgg(x) for x in (image, fake_t, fake_s))
         expected["ha_content"] = _mean(losses.content_loss(fs, fr))
         labels = tuple(config.loss.style_labels)
-        expected["ha_style"] = _mean(losses.semantic_style_loss(fr, hard(src), ft, hard(tgt), labels=labels)
-                                     + losses.semantic_style_loss(ft, hard(tgt), fs, hard(back), labels=labels))  # fmt: skip
+        expected["ha_style"] = _mean(
+            losses.semantic_style_loss(fr, hard(src), ft, hard(tgt), labels=labels)
+            + losses.semantic_style_loss(ft, hard(tgt), fs, hard(back), labels=labels)
+        )
     else:
         d_ = tuple(config.loss.statistics_dilations)
         expected["ha_content"] = _mean(losses.content_loss(losses.image_statistics_features(fake_s, d_),
@@ -70,8 +72,13 @@ def test_appearance_total_is_the_sum_of_the_tested_losses(tiny_config, features)
     rf = face(image, kp_s)
     expected["ha_face"] = _mean(losses.face_generator_loss(gan, face(fake_t, kp_t), vt)
                                 + losses.face_generator_loss(gan, face(fake_s, kp_s), vs))  # fmt: skip
-    expected["dface_loss"] = _mean(0.5 * (losses.face_discriminator_loss(gan, rf, face(fake_t, kp_t), vs, vt)
-                                          + losses.face_discriminator_loss(gan, rf, face(fake_s, kp_s), vs, vs)))  # fmt: skip
+    expected["dface_loss"] = _mean(
+        0.5
+        * (
+            losses.face_discriminator_loss(gan, rf, face(fake_t, kp_t), vs, vt)
+            + losses.face_discriminator_loss(gan, rf, face(fake_s, kp_s), vs, vs)
+        )
+    )
     same = geometry.part_transforms(kp_s, kp_s)
     ident = nets.ha({"image": image, "source_parsing": src, "source_pose": batch["source_pose"],
                      "target_parsing": src, "target_pose": batch["source_pose"], "transforms": same,

@@ -32,9 +32,7 @@ def _rows(data_dir):
 
 def _load(data_dir, row):
     img = formats.read_image(os.path.join(data_dir, row["split"], row["name"]))
-    lab = formats.read_parsing(
-        formats.find_parsing(os.path.join(data_dir, "parsing"), row["name"]), shape=(H, W)
-    )
+    lab = formats.read_parsing(formats.find_parsing(os.path.join(data_dir, "parsing"), row["name"]), shape=(H, W))
     return img, lab
 
 
@@ -157,9 +155,7 @@ def test_splits_disjoint_and_pairs_same_identity(data_dir):
 def test_same_seed_same_bytes_any_workers(data_dir, tmp_path):
     again = str(tmp_path / "again")
     synthetic.generate(again, N_ID, K, H, W, SEED, test_fraction=0.5, workers=2)
-    files = sorted(
-        os.path.relpath(os.path.join(d, f), data_dir) for d, _, fs in os.walk(data_dir) for f in fs
-    )
+    files = sorted(os.path.relpath(os.path.join(d, f), data_dir) for d, _, fs in os.walk(data_dir) for f in fs)
     assert len(files) == 2 * N_ID * K + 5
     match, mismatch, errors = filecmp.cmpfiles(data_dir, again, files, shallow=False)
     assert not mismatch and not errors

@@ -210,8 +210,9 @@ def load_person(image_path: str, source: KeypointSource, parsing_path: str | Non
                       keypoints_predicted=source.predicted)  # fmt: skip
     elif need_parsing:
         raise formats.FormatError(
-            image_path, f"{role}: a parsing map is needed (--parsing SPT-10 .png/.npy, --lip_parsing LIP-20 .png, "
-            "or --parse: the human parser of a workdir)"
+            image_path,
+            f"{role}: a parsing map is needed (--parsing SPT-10 .png/.npy, --lip_parsing LIP-20 .png, "
+            "or --parse: the human parser of a workdir)",
         )
     return Person(image, kp, parsing, os.path.basename(image_path), keypoints_predicted=source.predicted)
 
@@ -392,8 +393,11 @@ def edit(backend, person: Person, out_dir: str, sleeves: str | None = None, lowe
                          np.stack([lb.labels(edited), par]))  # fmt: skip
     image, recon = lb.undo_image(out[0]), lb.undo_image(out[1])
     paths = _write(out_dir, {"output": image, "reconstruction": recon}, {"edited_parsing": edited})
-    what = ", ".join(f"{k} {v}" for k, v in (("sleeves", sleeves), ("lower", lower),
-                                             ("labels", labels_path and os.path.basename(labels_path))) if v)
+    what = ", ".join(
+        f"{k} {v}"
+        for k, v in (("sleeves", sleeves), ("lower", lower), ("labels", labels_path and os.path.basename(labels_path)))
+        if v
+    )
     what = what or "given map"
     fig = figures.side_by_side([[
         (f"source {person.label}", person.image),

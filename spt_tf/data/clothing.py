@@ -66,8 +66,7 @@ def _present(kp: np.ndarray, i: int) -> bool:
 
 
 def _body_scale(kp: np.ndarray) -> float:
-    ds = [np.linalg.norm(kp[h] - kp[s]) for h, s in ((8, 2), (11, 5))
-          if _present(kp, h) and _present(kp, s)]
+    ds = [np.linalg.norm(kp[h] - kp[s]) for h, s in ((8, 2), (11, 5)) if _present(kp, h) and _present(kp, s)]
     return float(np.sqrt(np.mean(np.square(ds)))) if ds else 0.0
 
 
@@ -118,13 +117,11 @@ def _limb_coverage(labels, kp, limbs, garment, skin, exclude=None):
     low = [0, 0]
     for a, b, c in limbs:
         if _present(kp, a) and _present(kp, b):
-            g, s = _segment_counts(labels, kp[a], kp[b], _UPPER_SPAN, radius, garment, skin,
-                                  exclude)
+            g, s = _segment_counts(labels, kp[a], kp[b], _UPPER_SPAN, radius, garment, skin, exclude)
             up[0] += g
             up[1] += s
         if _present(kp, b) and _present(kp, c):
-            g, s = _segment_counts(labels, kp[b], kp[c], _LOWER_SPAN, radius, garment, skin,
-                                  exclude)
+            g, s = _segment_counts(labels, kp[b], kp[c], _LOWER_SPAN, radius, garment, skin, exclude)
             low[0] += g
             low[1] += s
     frac = [None if sum(v) < _MIN_PIXELS else v[0] / sum(v) for v in (up, low)]

@@ -70,7 +70,10 @@ def _report_skipped(path, errors: list[FormatError], report: list | None, what: 
     if errors:
         _log.warning(
             "%s: skipped %d invalid %s (skip_invalid=True); first: %s",
-            os.fspath(path), len(errors), what, errors[0],
+            os.fspath(path),
+            len(errors),
+            what,
+            errors[0],
         )
 
 
@@ -105,9 +108,7 @@ def _parse_list(path, row: int, field: str, text: str) -> list[float]:
             raise FormatError(path, f"value {i} is not finite: {item!r}", row, field)
         values.append(v)
     if len(values) != NUM_KEYPOINTS:
-        raise FormatError(
-            path, f"expected {NUM_KEYPOINTS} keypoints, got {len(values)}", row, field
-        )
+        raise FormatError(path, f"expected {NUM_KEYPOINTS} keypoints, got {len(values)}", row, field)
     return values
 
 
@@ -191,9 +192,7 @@ def read_annotations(
         raise FormatError(path, f"empty file, expected header {':'.join(ANNOTATION_HEADER)!r}", 1)
     header = tuple(s.strip() for s in lines[0].split(":"))
     if header != ANNOTATION_HEADER:
-        raise FormatError(
-            path, f"bad header {lines[0]!r}, expected {':'.join(ANNOTATION_HEADER)!r}", 1
-        )
+        raise FormatError(path, f"bad header {lines[0]!r}, expected {':'.join(ANNOTATION_HEADER)!r}", 1)
     out: dict[str, np.ndarray] = {}
     first_row: dict[str, int] = {}
     errors: list[FormatError] = []
@@ -203,9 +202,7 @@ def read_annotations(
         try:
             name, kp = _parse_annotation_row(path, row, line, image_size, tolerance)
             if name in out:
-                raise FormatError(
-                    path, f"duplicate name {name!r} (first on row {first_row[name]})", row, "name"
-                )
+                raise FormatError(path, f"duplicate name {name!r} (first on row {first_row[name]})", row, "name")
         except FormatError as e:
             if not skip_invalid:
                 raise
@@ -224,8 +221,7 @@ def _format_numbers(values: np.ndarray) -> str:
     if (values == np.round(values)).all():  # the common case, fast
         return ", ".join(map(str, values.astype(np.int64).tolist()))
     return ", ".join(
-        str(int(v)) if float(v).is_integer() else np.format_float_positional(v, unique=True, trim="-")
-        for v in values
+        str(int(v)) if float(v).is_integer() else np.format_float_positional(v, unique=True, trim="-") for v in values
     )
 
 
@@ -307,9 +303,7 @@ def read_pairs(
             continue
         try:
             if len(fields) != len(header):
-                raise FormatError(
-                    path, f"expected {len(header)} columns as the header, got {len(fields)}", row
-                )
+                raise FormatError(path, f"expected {len(header)} columns as the header, got {len(fields)}", row)
             pair = (fields[i_from].strip(), fields[i_to].strip())
             for col, name in zip(("from", "to"), pair):
                 if not name:
@@ -438,9 +432,7 @@ def read_parsing(path, num_labels: int = 10, shape: tuple[int, int] | None = Non
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= num_labels:
             bad = int(arr[(arr < 0) | (arr >= num_labels)].flat[0])
-            raise FormatError(
-                path, f"label {bad} out of range 0..{num_labels - 1} (map holds {lo}..{hi})"
-            )
+            raise FormatError(path, f"label {bad} out of range 0..{num_labels - 1} (map holds {lo}..{hi})")
     return arr.astype(np.uint8)
 
 

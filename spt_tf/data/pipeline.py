@@ -95,8 +95,7 @@ def load_index(config, split: str) -> Index:
         points.append(kp)
     if not names:
         raise formats.FormatError(ann_path, "no annotation rows")
-    return Index(names, images, parsings, np.stack(points).astype(np.float32), ann_path,
-                 [rows[n] for n in names])
+    return Index(names, images, parsings, np.stack(points).astype(np.float32), ann_path, [rows[n] for n in names])
 
 
 def _decode_image(path, height, width):
@@ -239,8 +238,7 @@ class _Loader:
 
     def __call__(self, i, with_image=True):
         img, size = _decode_image(self.images[i], self.h, self.w)
-        kp = _check_keypoints(self.keypoints[i], size, self.tolerance, self.annotations,
-                              self.rows[i], self.images[i])
+        kp = _check_keypoints(self.keypoints[i], size, self.tolerance, self.annotations, self.rows[i], self.images[i])
         kp = _scale_keypoints(kp, size, self.h, self.w)
         if self.lip:
             lab = _decode_parsing(self.parsings[i], self.h, self.w, labels.NUM_LIP_LABELS, size)
@@ -362,9 +360,7 @@ def train_dataset(
             raise ValueError("unpaired training needs at least 2 training images")
         idx = tf.data.Dataset.range(n)
         rnd = tf.data.Dataset.random(seed=seed)
-        ds = tf.data.Dataset.zip(idx.repeat(), rnd).map(
-            lambda i, r: (i, (i + 1 + r % (n - 1)) % n)
-        )
+        ds = tf.data.Dataset.zip(idx.repeat(), rnd).map(lambda i, r: (i, (i + 1 + r % (n - 1)) % n))
         ds = ds.take(n)
         count = n
     if input_context is not None and input_context.num_input_pipelines > 1:

@@ -247,9 +247,7 @@ def sample_pose(rng: np.random.Generator) -> Pose:
         flex = (s, -s) if next(r) < 0.5 else (-s, s)
     else:
         flex = (u(-10, 20), u(-10, 20))
-    legs = tuple(
-        (u(0, 14), f, u(0, 25) + (u(0, 35) if f > 12 or f < -8 else 0.0)) for f in flex
-    )
+    legs = tuple((u(0, 14), f, u(0, 25) + (u(0, 35) if f > 12 or f < -8 else 0.0)) for f in flex)
     return Pose(
         view=view,
         yaw=yaw,
@@ -874,6 +872,7 @@ def _build_from_keypoints(ident: Identity, pose: KeypointPose):
 
 # ---------------------------------------------------------------------------- rendering
 
+
 @functools.lru_cache(maxsize=8)
 def _grid(h: int, w: int):
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -977,8 +976,9 @@ def render_keypoints(ident: Identity, pose: KeypointPose, background: np.ndarray
     return _render_scene(ident, pose, background, *_build_from_keypoints(ident, pose))
 
 
-def render_example(seed: int, identity: int, pose_index: int, height: int, width: int,
-                   poses: pose_bank.PoseBank | None = None):
+def render_example(
+    seed: int, identity: int, pose_index: int, height: int, width: int, poses: pose_bank.PoseBank | None = None
+):
     """Everything of one image: (identity, pose, background, image, labels, keypoints).
 
     With ``poses``, the pose is the bank's row ``poses.row(seed, identity, pose_index)``
@@ -1184,9 +1184,7 @@ def sample_figure(data_dir: str, out_png: str, n: int = 8) -> str:
     for row in picked:
         name = row["name"]
         img = formats.read_image(os.path.join(data_dir, row["split"], name))
-        lab = formats.read_parsing(
-            formats.find_parsing(os.path.join(data_dir, "parsing"), name), shape=img.shape[:2]
-        )
+        lab = formats.read_parsing(formats.find_parsing(os.path.join(data_dir, "parsing"), name), shape=img.shape[:2])
         zoom = max(1, int(math.ceil(192 / img.shape[0])))
         big = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
         par = cv2.resize(L.colorize(lab), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
@@ -1213,8 +1211,7 @@ def sample_figure(data_dir: str, out_png: str, n: int = 8) -> str:
 
 def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argparse.ArgumentParser:
     """The CLI parser (``parser_class=argparse.ArgumentParser``: without absl's own flags)."""
-    p = parser_class(prog="python -m spt_tf.data.synthetic", description=__doc__.split("\n")[0],
-                     **kwargs)
+    p = parser_class(prog="python -m spt_tf.data.synthetic", description=__doc__.split("\n")[0], **kwargs)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--identities", type=int, required=True)
     p.add_argument("--poses_per_identity", type=int, required=True)
@@ -1224,12 +1221,18 @@ def build_parser(parser_class=argparse_flags.ArgumentParser, **kwargs) -> argpar
     p.add_argument("--test_fraction", type=float, default=0.2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--figure", default="", help="also write a sample figure to this .png")
-    p.add_argument("--poses_from", default="",
-                   help="annotation CSV whose eligible rows give the poses (read at run time; "
-                   "docs/data.md: the rule, framing, missing joints, views)")
-    p.add_argument("--poses_min_limb_joints", type=int, default=pose_bank.MIN_LIMB_JOINTS,
-                   help="eligible rows have at least this many of the 8 elbows, wrists, knees "
-                   "and ankles")
+    p.add_argument(
+        "--poses_from",
+        default="",
+        help="annotation CSV whose eligible rows give the poses (read at run time; "
+        "docs/data.md: the rule, framing, missing joints, views)",
+    )
+    p.add_argument(
+        "--poses_min_limb_joints",
+        type=int,
+        default=pose_bank.MIN_LIMB_JOINTS,
+        help="eligible rows have at least this many of the 8 elbows, wrists, knees and ankles",
+    )
     return p
 
 
@@ -1241,8 +1244,7 @@ def run(a: argparse.Namespace) -> dict:
         poses_min_limb_joints=a.poses_min_limb_joints,
     )  # fmt: skip
     if a.poses_from:
-        print(f"poses from {a.poses_from}: {summary['pose_rows_eligible']} of "
-              f"{summary['pose_rows']} rows eligible")
+        print(f"poses from {a.poses_from}: {summary['pose_rows_eligible']} of {summary['pose_rows']} rows eligible")
     print(
         f"wrote {summary['train_images']} train / {summary['test_images']} test images "
         f"({summary['train_identities']} / {summary['test_identities']} identities) to {a.out} "

@@ -74,6 +74,4 @@ class ImageRow:
             self.mask_inception_score = metrics.StreamingInceptionScore(num_pairs, splits)
         self.features = FeatureStatistics() if with_inception else None
         self.pck = [0, 0] if with_pose else None
-        self.parser_confusion = (
-            np.zeros((num_labels, num_labels), np.int64) if with_parser else None
-        )
+        self.parser_confusion = np.zeros((num_labels, num_labels), np.int64) if with_parser else None

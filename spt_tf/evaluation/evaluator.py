@@ -137,9 +137,7 @@ def _split_config(config, split: str):
 def _pairs(config, max_pairs: int) -> list[tuple[str, str]]:
     path = formats.resolve(config.data.root, config.data.pairs_test)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"data.pairs_test: {path} does not exist (evaluation needs pairs with ground truth)"
-        )
+        raise FileNotFoundError(f"data.pairs_test: {path} does not exist (evaluation needs pairs with ground truth)")
     pairs = formats.read_pairs(path)
     return pairs[:max_pairs] if max_pairs else pairs
 
@@ -206,9 +204,7 @@ def run(
     if saved_model and (workdir or checkpoint):
         raise ValueError("evaluate: give a SavedModel or a workdir / checkpoint, not both")
     if not saved_model and not (workdir or checkpoint):
-        raise ValueError(
-            "evaluate: give --workdir (latest checkpoint), --checkpoint or --saved_model"
-        )
+        raise ValueError("evaluate: give --workdir (latest checkpoint), --checkpoint or --saved_model")
     data_config = _split_config(config, split)
     h, w, num_labels = int(config.data.height), int(config.data.width), int(config.model.num_labels)
     splits = int(config.eval.is_splits)
@@ -248,7 +244,9 @@ def run(
     if skip_lpips:
         lpips_note = "LPIPS: skipped (--skip_lpips)"
     elif not use_lpips:
-        lpips_note = f"LPIPS: not computed, {h}x{w} images are smaller than AlexNet's {lpips_lib.MIN_SIZE}x{lpips_lib.MIN_SIZE}"
+        lpips_note = (
+            f"LPIPS: not computed, {h}x{w} images are smaller than AlexNet's {lpips_lib.MIN_SIZE}x{lpips_lib.MIN_SIZE}"
+        )
     if use_inception:  # a refusal comes before anything is built or written
         inception_lib.check_weights_policy(config.eval.inception_weights, allow_random_weights)
     if use_lpips:
@@ -259,9 +257,7 @@ def run(
         gen = checkpoint_generator(config, workdir, checkpoint)
     inc = None
     if use_inception:
-        inc = inception_lib.InceptionFeatures(
-            config.eval.inception_weights, allow_random_weights, inception_size
-        )
+        inc = inception_lib.InceptionFeatures(config.eval.inception_weights, allow_random_weights, inception_size)
     lp = lpips_lib.LPIPS(config.eval.get("lpips_weights", ""), allow_random_weights) if use_lpips else None
     parse, parser_note = None, None
     if parser_workdir or workdir:
@@ -307,9 +303,7 @@ def run(
         max_pairs=max_pairs,
         buffer_batches=int(config.eval.get("buffer_batches", 0)),
     )
-    with tqdm(
-        total=n_pairs, desc="evaluate", unit="pair", dynamic_ncols=True, mininterval=2.0
-    ) as bar:
+    with tqdm(total=n_pairs, desc="evaluate", unit="pair", dynamic_ncols=True, mininterval=2.0) as bar:
         for batch in ds:
             src = composite.to_uint8(batch["image"])
             real = composite.to_uint8(batch["target_image"])
@@ -327,9 +321,7 @@ def run(
                 "real_target": real,
             }
             if "paint_predicted_parsing" in rows:
-                candidates["paint_predicted_parsing"] = metrics.paint_parsing(
-                    src_np, parsing_np, pred_np, num_labels
-                )
+                candidates["paint_predicted_parsing"] = metrics.paint_parsing(src_np, parsing_np, pred_np, num_labels)
             for name, row in rows.items():
                 images = tf.convert_to_tensor(candidates[name])
                 if not row.person_only:
@@ -357,9 +349,7 @@ def run(
             conf["copy_source_parsing"] += metrics.parsing_confusion(parsing_np, tpar_np, num_labels)
             if len(samples) < num_samples:
                 k = min(num_samples - len(samples), int(src.shape[0]))
-                samples.extend(
-                    report.sample_rows(src[:k], batch["target_pose"][:k], pred[:k], fake[:k], real[:k])
-                )
+                samples.extend(report.sample_rows(src[:k], batch["target_pose"][:k], pred[:k], fake[:k], real[:k]))
             seen += int(src.shape[0])
             bar.update(int(src.shape[0]))
     if seen != n_pairs:

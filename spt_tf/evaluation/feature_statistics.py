@@ -41,9 +41,7 @@ def frechet_distance_low_rank(act_a, act_b) -> float:
     a = np.asarray(act_a, np.float64)
     b = np.asarray(act_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(
-            f"frechet_distance_low_rank: need [N >= 2, D] sets, got {a.shape}, {b.shape}"
-        )
+        raise ValueError(f"frechet_distance_low_rank: need [N >= 2, D] sets, got {a.shape}, {b.shape}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = a - mu_a, b - mu_b
     na, nb = len(a) - 1, len(b) - 1

@@ -24,9 +24,7 @@ CACHE_VERSION = 1
 def cache_path(cache_dir: str, config, split: str, tag: str) -> str:
     """The cache file of ``config``'s dataset and image size, ``split`` and the Inception ``tag``."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(config.data.name))
-    return os.path.join(
-        cache_dir, f"fid_stats_{name}_{split}_{config.data.height}x{config.data.width}_{tag}.npz"
-    )
+    return os.path.join(cache_dir, f"fid_stats_{name}_{split}_{config.data.height}x{config.data.width}_{tag}.npz")
 
 
 def cache_metadata(config, split: str, pairs: list[tuple[str, str]], tag: str) -> dict:
@@ -102,9 +100,7 @@ class RealStatistics:
         logging.info("evaluate: real FID statistics cached in %s", self.path)
 
 
-def real_statistics(
-    cache_dir: str, config, split: str, pairs: list[tuple[str, str]], tag: str
-) -> RealStatistics:
+def real_statistics(cache_dir: str, config, split: str, pairs: list[tuple[str, str]], tag: str) -> RealStatistics:
     """The real statistics for these pairs: from the cache in ``cache_dir`` (created), or empty.
 
     Args:

@@ -56,9 +56,7 @@ SMALL_INPUT_WARNING = "INCEPTION INPUT {size}x{size} (tests only) — not compar
 
 # keras.applications.inception_v3's download (same name, URL and hash).
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
-IMAGENET_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
-)
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
 IMAGENET_MD5 = "9a0d58056eeedaa3f26cb7ebd46da564"
 
 
@@ -93,9 +91,7 @@ def _randomize(model: keras.Model, seed: int) -> None:
             if len(shape) < 2 or layer.name == "predictions":
                 continue  # biases, batch-norm beta and statistics keep their initial values
             fan_in = int(np.prod(shape[:-1]))
-            var.assign(
-                rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
-            )
+            var.assign(rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in)))
     _calibrate_classifier(model, rng)
 
 
@@ -116,9 +112,9 @@ def _calibrate_classifier(
     probes = tf.image.resize(coarse, [size, size], method="bilinear")
     # Two probes a call: an eager Keras call keeps every layer's output until it
     # returns (16 probes at 299 x 299 would hold ~1.9 GB for a moment).
-    feats = np.concatenate(
-        [pool(probes[i : i + 2], training=False).numpy() for i in range(0, num_probes, 2)]
-    ).astype(np.float64)
+    feats = np.concatenate([pool(probes[i : i + 2], training=False).numpy() for i in range(0, num_probes, 2)]).astype(
+        np.float64
+    )
     mean = feats.mean(0)
     scale = max(float(np.sqrt(((feats - mean) ** 2).mean())), 1e-12)
     dense = model.get_layer("predictions")
@@ -179,8 +175,7 @@ class InceptionFeatures:
         input_size = int(input_size)
         if input_size < MIN_SIZE:
             raise ValueError(
-                f"inception: input_size {input_size} is below {MIN_SIZE}, the smallest "
-                "InceptionV3 accepts"
+                f"inception: input_size {input_size} is below {MIN_SIZE}, the smallest InceptionV3 accepts"
             )
         weights = weights or ""
         check_weights_policy(weights, allow_random_weights)
@@ -216,8 +211,7 @@ class InceptionFeatures:
             self.description = f"random (seed {seed})"
             self.cache_tag = f"random-s{seed}_{input_size}"
             logging.warning(
-                "%s: Inception v3 has random weights (allow_random_weights); IS and FID "
-                "are smoke-test numbers",
+                "%s: Inception v3 has random weights (allow_random_weights); IS and FID are smoke-test numbers",
                 RANDOM_WARNING,
             )
         self.comparable = not self.random and input_size == DEFAULT_SIZE
@@ -236,9 +230,7 @@ class InceptionFeatures:
     @staticmethod
     def _download() -> str:
         try:
-            return keras.utils.get_file(
-                IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5
-            )
+            return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5)
         except Exception as e:  # urllib / socket / hash errors: all mean "no weights"
             raise InceptionWeightsError(
                 f"could not download the ImageNet Inception v3 weights ({IMAGENET_URL}): "
@@ -261,9 +253,7 @@ class InceptionFeatures:
         x = tf.convert_to_tensor(images)
         if x.dtype == tf.uint8:
             x = tf.cast(x, tf.float32) / 127.5 - 1.0
-        x = tf.image.resize(
-            tf.cast(x, tf.float32), [self.input_size, self.input_size], method="bilinear"
-        )
+        x = tf.image.resize(tf.cast(x, tf.float32), [self.input_size, self.input_size], method="bilinear")
         logits, pool = self.model(x, training=False)
         return tf.cast(logits, tf.float32), tf.cast(pool, tf.float32)
 

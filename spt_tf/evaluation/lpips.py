@@ -136,8 +136,7 @@ def validate_weights(arrays: Mapping[str, np.ndarray], what: str = "weights") ->
     for key, shape in expected_shapes().items():
         if key not in arrays:
             raise LPIPSWeightsError(
-                f"LPIPS weights {what}: key '{key}' is missing (expected shape {shape}; "
-                f"see {WEIGHTS_DOC})"
+                f"LPIPS weights {what}: key '{key}' is missing (expected shape {shape}; see {WEIGHTS_DOC})"
             )
         value = np.asarray(arrays[key])
         if tuple(value.shape) != shape:
@@ -170,9 +169,7 @@ def load_weights(path: str) -> dict[str, np.ndarray]:
       LPIPSWeightsError: not a file, unreadable, or malformed (names the key).
     """
     if not os.path.isfile(path):
-        raise LPIPSWeightsError(
-            f"LPIPS weights: {path} is not a file (expected the .npz described in {WEIGHTS_DOC})"
-        )
+        raise LPIPSWeightsError(f"LPIPS weights: {path} is not a file (expected the .npz described in {WEIGHTS_DOC})")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -233,16 +230,23 @@ def build_trunk(arrays: Mapping[str, np.ndarray] | None = None) -> keras.Model:
             x = keras.layers.MaxPooling2D(3, 2, padding="valid", dtype="float32", name=f"pool{i}")(x)
         x = keras.layers.ZeroPadding2D(pad, dtype="float32", name=f"pad{i + 1}")(x)
         conv = keras.layers.Conv2D(
-            out, k, strides=stride, padding="valid", activation="relu", dtype="float32",
+            out,
+            k,
+            strides=stride,
+            padding="valid",
+            activation="relu",
+            dtype="float32",
             name=f"conv{i + 1}",
         )
         x = conv(x)
         if arrays is not None:
             # OIHW (PyTorch) -> HWIO (Keras).
-            conv.set_weights([
-                np.transpose(arrays[f"features.{index}.weight"], (2, 3, 1, 0)),
-                arrays[f"features.{index}.bias"],
-            ])
+            conv.set_weights(
+                [
+                    np.transpose(arrays[f"features.{index}.weight"], (2, 3, 1, 0)),
+                    arrays[f"features.{index}.bias"],
+                ]
+            )
         taps.append(x)
     return keras.Model(inputs, taps, name="lpips_alexnet")
 
@@ -329,17 +333,14 @@ class LPIPS:
                 arrays = random_weights(seed)
                 self.description = f"random (seed {seed})"
                 logging.warning(
-                    "%s: LPIPS has random weights (allow_random_weights); its distances "
-                    "are smoke-test numbers",
+                    "%s: LPIPS has random weights (allow_random_weights); its distances are smoke-test numbers",
                     RANDOM_WARNING,
                 )
         self.random = self.description.startswith("random")
         self.comparable = not self.random
         self.warnings = [RANDOM_WARNING] if self.random else []
         self.trunk = build_trunk(arrays)
-        self.lin_weights = [
-            arrays[f"lin{i}.model.1.weight"].reshape(c) for i, c in enumerate(CHANNELS)
-        ]
+        self.lin_weights = [arrays[f"lin{i}.model.1.weight"].reshape(c) for i, c in enumerate(CHANNELS)]
         self._lin = [tf.constant(w) for w in self.lin_weights]
         spec = tf.TensorSpec([None, None, None, 3], tf.float32)
         # One trace for every batch and image size.
@@ -359,8 +360,7 @@ class LPIPS:
             raise ValueError(f"lpips: expected {name} as [B, H, W, 3] images, got shape {x.shape}")
         if min(x.shape[1:3]) < MIN_SIZE:
             raise ValueError(
-                f"lpips: {name} is {x.shape[1]}x{x.shape[2]}; AlexNet needs at least "
-                f"{MIN_SIZE}x{MIN_SIZE}"
+                f"lpips: {name} is {x.shape[1]}x{x.shape[2]}; AlexNet needs at least {MIN_SIZE}x{MIN_SIZE}"
             )
         if x.dtype == np.uint8:
             return x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)

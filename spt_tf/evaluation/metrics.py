@@ -55,15 +55,12 @@ def gaussian_kernel_1d(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCAT
 def _check_pair(shape_a, shape_b, what: str) -> None:
     """Same shapes, and H, W (axes -3, -2) at least the Gaussian window where known."""
     if tuple(shape_a) != tuple(shape_b):
-        raise ValueError(
-            f"metrics.{what}: image shapes differ: {tuple(shape_a)} vs {tuple(shape_b)}"
-        )
+        raise ValueError(f"metrics.{what}: image shapes differ: {tuple(shape_a)} vs {tuple(shape_b)}")
     h, w = shape_a[-3], shape_a[-2]
     side = 2 * SSIM_RADIUS + 1
     if (h is not None and h < side) or (w is not None and w < side):
         raise ValueError(
-            f"metrics.{what}: images must be at least {side} pixels a side "
-            f"(the Gaussian window), got {h}x{w}"
+            f"metrics.{what}: images must be at least {side} pixels a side (the Gaussian window), got {h}x{w}"
         )
 
 
@@ -191,9 +188,7 @@ def apply_mask(images, masks):
     images = np.asarray(images)
     masks = np.asarray(masks)
     if masks.shape[-1] != 1 or masks.shape[:-1] != images.shape[:-1]:
-        raise ValueError(
-            f"metrics.apply_mask: mask shape {masks.shape} does not fit images {images.shape}"
-        )
+        raise ValueError(f"metrics.apply_mask: mask shape {masks.shape} does not fit images {images.shape}")
     return (images * (masks != 0)).astype(images.dtype)
 
 
@@ -213,9 +208,7 @@ def evaluation_masks(
     Returns:
       [B, height, width, 1] float32 numpy in {0, 1}.
     """
-    m = geometry.pose_masks(
-        tf.convert_to_tensor(keypoints, tf.float32), height, width, radius, closing, image_size
-    )
+    m = geometry.pose_masks(tf.convert_to_tensor(keypoints, tf.float32), height, width, radius, closing, image_size)
     return m.numpy()
 
 
@@ -260,9 +253,7 @@ def inception_score_from_logits(logits, splits: int = 10) -> tuple[float, float]
     """
     x = np.asarray(logits, np.float64)
     if x.ndim != 2:
-        raise ValueError(
-            f"metrics.inception_score_from_logits: expected [N, K] logits, got {x.shape}"
-        )
+        raise ValueError(f"metrics.inception_score_from_logits: expected [N, K] logits, got {x.shape}")
     n = x.shape[0]
     if splits < 1 or n < splits:
         raise ValueError(f"metrics.inception_score_from_logits: {n} examples for {splits} splits")
@@ -301,9 +292,7 @@ class StreamingInceptionScore:
     def __init__(self, num_examples: int, splits: int = 10):
         self.n, self.splits = int(num_examples), int(splits)
         if self.splits < 1 or self.n < self.splits:
-            raise ValueError(
-                f"metrics.StreamingInceptionScore: {self.n} examples for {self.splits} splits"
-            )
+            raise ValueError(f"metrics.StreamingInceptionScore: {self.n} examples for {self.splits} splits")
         self.bounds = [i * self.n // self.splits for i in range(self.splits + 1)]
         self.seen = 0
         self._plogp = np.zeros(self.splits)  # per part: sum_x sum_y p log p
@@ -313,20 +302,15 @@ class StreamingInceptionScore:
         """Adds the next examples' logits [b, K] (in the order of the parts)."""
         x = np.asarray(logits, np.float64)
         if x.ndim != 2:
-            raise ValueError(
-                f"metrics.StreamingInceptionScore.update: expected [b, K] logits, got {x.shape}"
-            )
+            raise ValueError(f"metrics.StreamingInceptionScore.update: expected [b, K] logits, got {x.shape}")
         if self._psum is None:
             self._psum = np.zeros((self.splits, x.shape[1]))
         elif x.shape[1] != self._psum.shape[1]:
             raise ValueError(
-                f"metrics.StreamingInceptionScore.update: {x.shape[1]} classes, "
-                f"expected {self._psum.shape[1]}"
+                f"metrics.StreamingInceptionScore.update: {x.shape[1]} classes, expected {self._psum.shape[1]}"
             )
         if self.seen + x.shape[0] > self.n:
-            raise ValueError(
-                f"metrics.StreamingInceptionScore.update: more than the {self.n} examples declared"
-            )
+            raise ValueError(f"metrics.StreamingInceptionScore.update: more than the {self.n} examples declared")
         log_p = x - scipy.special.logsumexp(x, axis=1, keepdims=True)
         p = np.exp(log_p)
         plogp = np.where(p > 0, p * log_p, 0.0).sum(axis=1)
@@ -338,9 +322,7 @@ class StreamingInceptionScore:
     def result(self) -> tuple[float, float]:
         """(mean, std) over the parts, as :func:`inception_score_from_logits`."""
         if self.seen != self.n:
-            raise ValueError(
-                f"metrics.StreamingInceptionScore: {self.seen} examples seen, {self.n} declared"
-            )
+            raise ValueError(f"metrics.StreamingInceptionScore: {self.seen} examples seen, {self.n} declared")
         scores = []
         for i in range(self.splits):
             m = self.bounds[i + 1] - self.bounds[i]
@@ -355,9 +337,7 @@ def activation_statistics(acts) -> tuple[np.ndarray, np.ndarray]:
     """Mean [D] and covariance [D, D] (unbiased, N - 1) of activations [N, D], float64."""
     a = np.asarray(acts, np.float64)
     if a.ndim != 2 or a.shape[0] < 2:
-        raise ValueError(
-            f"metrics.activation_statistics: need [N >= 2, D] activations, got {a.shape}"
-        )
+        raise ValueError(f"metrics.activation_statistics: need [N >= 2, D] activations, got {a.shape}")
     return a.mean(axis=0), np.cov(a, rowvar=False)
 
 
@@ -436,9 +416,7 @@ class RunningStatistics:
             self._mean = np.zeros(self.dim)
             self._m2 = np.zeros((self.dim, self.dim))
         if a.shape[1] != self.dim:
-            raise ValueError(
-                f"metrics.RunningStatistics.update: dimension {a.shape[1]}, expected {self.dim}"
-            )
+            raise ValueError(f"metrics.RunningStatistics.update: dimension {a.shape[1]}, expected {self.dim}")
         n_b = a.shape[0]
         if n_b == 0:
             return
@@ -454,9 +432,7 @@ class RunningStatistics:
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean [D], unbiased covariance [D, D]); needs at least 2 activations."""
         if self.count < 2:
-            raise ValueError(
-                f"metrics.RunningStatistics: {self.count} activations, need at least 2"
-            )
+            raise ValueError(f"metrics.RunningStatistics: {self.count} activations, need at least 2")
         return self._mean.copy(), self._m2 / (self.count - 1)
 
 
@@ -479,9 +455,7 @@ def parsing_confusion(pred_labels, true_labels, num_labels: int) -> np.ndarray:
     if p.shape != t.shape:
         raise ValueError(f"metrics.parsing_confusion: shapes differ: {p.shape} vs {t.shape}")
     for name, x in (("pred_labels", p), ("true_labels", t)):
-        if x.size and (
-            not np.issubdtype(x.dtype, np.integer) or x.min() < 0 or x.max() >= num_labels
-        ):
+        if x.size and (not np.issubdtype(x.dtype, np.integer) or x.min() < 0 or x.max() >= num_labels):
             raise ValueError(
                 f"metrics.parsing_confusion: {name} must be integers in [0, {num_labels}), "
                 f"got dtype {x.dtype}, range [{x.min()}, {x.max()}]"
@@ -564,9 +538,7 @@ def pckh_counts(pred_kp, true_kp, threshold: float = 0.5) -> tuple[np.ndarray, n
     p = np.asarray(pred_kp, np.float64)
     t = np.asarray(true_kp, np.float64)
     if p.shape != t.shape or p.ndim != 3 or p.shape[1:] != (geometry.NUM_KEYPOINTS, 2):
-        raise ValueError(
-            f"metrics.pckh_counts: expected two [B, 18, 2] arrays, got {p.shape} and {t.shape}"
-        )
+        raise ValueError(f"metrics.pckh_counts: expected two [B, 18, 2] arrays, got {p.shape} and {t.shape}")
     t_vis = (t != geometry.MISSING).all(axis=-1)
     p_vis = (p != geometry.MISSING).all(axis=-1)
     head = t[:, PCKH_HEAD]
@@ -616,14 +588,11 @@ def l1_distance(a, b, data_range: float | None = None) -> np.ndarray:
             data_range = 255.0
         elif np.issubdtype(x.dtype, np.floating) and np.issubdtype(y.dtype, np.floating):
             if min(x.min(), y.min()) < -1.0 - 1e-3 or max(x.max(), y.max()) > 1.0 + 1e-3:
-                raise ValueError(
-                    "metrics.l1_distance: float images outside [-1, 1]; pass data_range explicitly"
-                )
+                raise ValueError("metrics.l1_distance: float images outside [-1, 1]; pass data_range explicitly")
             data_range = 2.0
         else:
             raise ValueError(
-                f"metrics.l1_distance: dtypes {x.dtype} / {y.dtype}: use uint8 or float pairs, "
-                "or pass data_range"
+                f"metrics.l1_distance: dtypes {x.dtype} / {y.dtype}: use uint8 or float pairs, or pass data_range"
             )
     diff = np.abs(x.astype(np.float64) - y.astype(np.float64)) / float(data_range)
     return diff.reshape(diff.shape[0], -1).mean(axis=1)

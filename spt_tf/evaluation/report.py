@@ -99,9 +99,7 @@ def _notes_and_warnings(m: Measurements) -> tuple[list[str], list[str]]:
     if not m.parsing_ok:
         notes.append("mIoU / pixel acc of the model: n/a (baseline ablation: H_A uses no parsing)")
     if m.gt_parsing:
-        notes.append(
-            "TS-GT ablation: H_A renders the real target parsing; mIoU / pixel acc are H_S's"
-        )
+        notes.append("TS-GT ablation: H_A renders the real target parsing; mIoU / pixel acc are H_S's")
     return notes, warnings
 
 
@@ -138,9 +136,7 @@ def _table(m: Measurements, notes: list[str]) -> dict:
             conf = m.confusions[name]
             r["miou"] = metrics.miou_from_confusion(conf)
             r["pixel_accuracy"] = metrics.pixel_accuracy_from_confusion(conf)
-            r["iou_per_label"] = {
-                labels.SPT_LABELS[i]: _num(v) for i, v in enumerate(metrics.iou_per_label(conf))
-            }
+            r["iou_per_label"] = {labels.SPT_LABELS[i]: _num(v) for i, v in enumerate(metrics.iou_per_label(conf))}
     return table
 
 
@@ -246,9 +242,7 @@ def markdown_table(results: dict) -> str:
     lines = ["| | " + " | ".join(t for _, t in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name in ROWS:
         row = results["rows"][name]
-        lines.append(
-            f"| {ROW_TITLES[name]} | " + " | ".join(_cell(row, k) for k, _ in COLUMNS) + " |"
-        )
+        lines.append(f"| {ROW_TITLES[name]} | " + " | ".join(_cell(row, k) for k, _ in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -272,7 +266,9 @@ def markdown(results: dict) -> str:
             f"(`{os.path.basename(fs['path'])}`)"
         )
     lp = r.get("lpips")
-    out.append("- LPIPS: not run" if lp is None else f"- LPIPS v{lp['version']} {lp['net']}-lin, weights: {lp['weights']}")
+    out.append(
+        "- LPIPS: not run" if lp is None else f"- LPIPS v{lp['version']} {lp['net']}-lin, weights: {lp['weights']}"
+    )
     m, p = r["mask"], r["pose_detector"]
     out.append(
         f"- SSIM: Gaussian σ 1.5, population covariance, per channel, data range of the generated "
@@ -287,9 +283,7 @@ def markdown(results: dict) -> str:
     out += ["", markdown_table(r), ""]
     if r["notes"]:
         out += ["Notes:", ""] + [f"- {n}" for n in r["notes"]] + [""]
-    out.append(
-        f"{r['seconds']:.1f} s, {r['pairs_per_second']:.2f} pairs/s, peak RSS {r['peak_rss_mb']:.0f} MB"
-    )
+    out.append(f"{r['seconds']:.1f} s, {r['pairs_per_second']:.2f} pairs/s, peak RSS {r['peak_rss_mb']:.0f} MB")
     return "\n".join(out) + "\n"
 
 

@@ -121,7 +121,7 @@ def build_pose_detector(config) -> PoseDetector:
 
 
 def build_human_parser(config) -> HumanParser:
-    """The human parser at ``data.height x data.width`` (``model.parser_width_multiplier``, ``num_labels``, ``norm``)."""
+    """The human parser at ``data.height x data.width`` (``model.parser_width_multiplier``, labels, norm)."""
     m = config.model
     return HumanParser(
         config.data.height,

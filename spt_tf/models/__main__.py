@@ -33,9 +33,11 @@ def main(argv):
     shapes = models.input_shapes(config)
     networks = models.build_models(config)
     networks["vgg"] = build_vgg_features(None)  # parameter count only; weights do not matter here
-    print(f"config: {config.data.name}  image {config.data.height}x{config.data.width}  "
-          f"width_multiplier {config.model.width_multiplier}  norm {config.model.norm}  "
-          f"progressive {config.model.progressive}")
+    print(
+        f"config: {config.data.name}  image {config.data.height}x{config.data.width}  "
+        f"width_multiplier {config.model.width_multiplier}  norm {config.model.norm}  "
+        f"progressive {config.model.progressive}"
+    )
     total = 0
     for key, model in networks.items():
         out = models.output_shapes(model, shapes[key], batch_size=1)

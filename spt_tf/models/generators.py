@@ -89,8 +89,10 @@ def _require(inputs, keys, owner: str):
 def _check_shape(name: str, x, expected: tuple, owner: str):
     got = tuple(x.shape[1:])
     if len(got) != len(expected) or any(e is not None and g is not None and g != e for g, e in zip(got, expected)):
-        raise ValueError(f"{owner}: input {name!r} has shape [B, {', '.join(map(str, got))}], expected "
-                         f"[B, {', '.join(map(str, expected))}]")
+        raise ValueError(
+            f"{owner}: input {name!r} has shape [B, {', '.join(map(str, got))}], expected "
+            f"[B, {', '.join(map(str, expected))}]"
+        )
 
 
 @keras.saving.register_keras_serializable(package="spt_tf")
@@ -141,8 +143,7 @@ class UNetEncoder(keras.layers.Layer):
         return skips
 
     def get_config(self):
-        return {**super().get_config(), "filters": list(self.filters), "norm": self.norm,
-                "norm_last": self.norm_last}
+        return {**super().get_config(), "filters": list(self.filters), "norm": self.norm, "norm_last": self.norm_last}
 
 
 @keras.saving.register_keras_serializable(package="spt_tf")
@@ -200,8 +201,9 @@ class UNetDecoder(keras.layers.Layer):
 
     def call(self, skips, training=None):
         if len(skips) != len(self.blocks) + 1:
-            raise ValueError(f"UNetDecoder with {len(self.blocks)} up blocks needs {len(self.blocks) + 1} skips, "
-                             f"got {len(skips)}")
+            raise ValueError(
+                f"UNetDecoder with {len(self.blocks)} up blocks needs {len(self.blocks) + 1} skips, got {len(skips)}"
+            )
         out = skips[-1]
         for k, block in enumerate(self.blocks):
             if k > 0:
@@ -253,9 +255,7 @@ class _UNetGenerator(keras.Model):
         self.dec_filters = self.enc_filters[1:]
 
     def _pad(self, x, spatial_axes=(1, 2)):
-        return _pad_bottom_right(
-            x, self.padded_height - self.height, self.padded_width - self.width, spatial_axes
-        )
+        return _pad_bottom_right(x, self.padded_height - self.height, self.padded_width - self.width, spatial_axes)
 
     def _crop(self, x):
         if self.padded_height == self.height and self.padded_width == self.width:
@@ -296,8 +296,17 @@ class SemanticGenerator(_UNetGenerator):
 
     INPUT_KEYS = ("source_parsing", "source_pose", "source_mask", "target_pose", "target_mask")
 
-    def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
-                 num_downsamples=None, **kwargs):
+    def __init__(
+        self,
+        height,
+        width,
+        num_labels=10,
+        width_multiplier=1.0,
+        norm="instance",
+        dropout=0.0,
+        num_downsamples=None,
+        **kwargs,
+    ):
         super().__init__(height, width, num_labels, width_multiplier, norm, dropout, num_downsamples, **kwargs)
         self.source_encoder = UNetEncoder(self.enc_filters, norm, name="source_encoder")  # E_S
         self.pose_encoder = UNetEncoder(self.enc_filters, norm, name="pose_encoder")  # E_P
@@ -425,12 +434,16 @@ class AppearanceGenerator(_UNetGenerator):
         hp, wp = self.padded_height, self.padded_width
         app = (batch, hp, wp, 3 + self.parsing_channels + NUM_KEYPOINTS)
         tgt = (batch, hp, wp, self.parsing_channels + NUM_KEYPOINTS + (3 if self.paint_input else 0))
-        return app, tgt, [
-            _concat_shape(a, t)
-            for a, t in zip(
-                self.appearance_encoder.compute_output_shape(app), self.target_encoder.compute_output_shape(tgt)
-            )
-        ]
+        return (
+            app,
+            tgt,
+            [
+                _concat_shape(a, t)
+                for a, t in zip(
+                    self.appearance_encoder.compute_output_shape(app), self.target_encoder.compute_output_shape(tgt)
+                )
+            ],
+        )
 
     def features_shape(self, batch=None):
         """Shape of the decoder's level-0 features (``return_features``), padded size."""
@@ -629,7 +642,9 @@ class ProgressiveAppearanceGenerator(keras.Model):
         # middle of the network, not a bottleneck).
         self.local_appearance_encoder = UNetEncoder([f0, f1], norm, norm_last=True, name="local_appearance_encoder")
         self.local_target_encoder = UNetEncoder([f0, f1], norm, norm_last=True, name="local_target_encoder")
-        self.local_skips = [DeformableSkip(name=f"local_deformable_skip{i}") for i in range(self.local_deformable_levels)]
+        self.local_skips = [
+            DeformableSkip(name=f"local_deformable_skip{i}") for i in range(self.local_deformable_levels)
+        ]
         self.local_up = UpBlock(f1, norm, name="local_up")
         self.local_out = keras.layers.Conv2D(3, 3, padding="same", use_bias=True, name="local_conv_out")
         self.local_tanh = keras.layers.Activation("tanh", dtype="float32", name="local_tanh")

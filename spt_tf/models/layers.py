@@ -185,13 +185,10 @@ def area_resize_masks(part_masks: tf.Tensor, height: int, width: int) -> tf.Tens
 
 def _integer_factor(big_h, big_w, h, w) -> int:
     if None in (big_h, big_w, h, w):
-        raise ValueError(
-            f"DeformableSkip needs static spatial shapes; got masks {big_h}x{big_w}, features {h}x{w}"
-        )
+        raise ValueError(f"DeformableSkip needs static spatial shapes; got masks {big_h}x{big_w}, features {h}x{w}")
     if big_h % h or big_w % w or big_h // h != big_w // w:
         raise ValueError(
-            f"part_masks {big_h}x{big_w} are not an integer multiple (same on both axes) "
-            f"of the features {h}x{w}"
+            f"part_masks {big_h}x{big_w} are not an integer multiple (same on both axes) of the features {h}x{w}"
         )
     return big_h // h
 
@@ -224,9 +221,7 @@ def _corners(transforms: tf.Tensor, height: int, width: int):
     Same sampling as ``geometry.warp``: pixel (i, j) of the output samples the
     input at the transform of (x = j, y = i), bilinearly, zero outside.
     """
-    yy, xx = tf.meshgrid(
-        tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij"
-    )
+    yy, xx = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
     t = transforms[..., None, None]
     sx = t[..., 0, :, :] * xx + t[..., 1, :, :] * yy + t[..., 2, :, :]
     sy = t[..., 3, :, :] * xx + t[..., 4, :, :] * yy + t[..., 5, :, :]

@@ -39,8 +39,14 @@ class PoseDetector(keras.Model):
       [B, H, W, num_keypoints] float32 heatmaps in [0, 1].
     """
 
-    def __init__(self, filters: int = 32, num_blocks: int = 6, norm: str = "instance",
-                 num_keypoints: int = geometry.NUM_KEYPOINTS, **kwargs):
+    def __init__(
+        self,
+        filters: int = 32,
+        num_blocks: int = 6,
+        norm: str = "instance",
+        num_keypoints: int = geometry.NUM_KEYPOINTS,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.num_blocks = int(num_blocks)

@@ -291,8 +291,9 @@ class AppearanceStage(StageModel):
         if not self.cycle_through_target:
             cycle_in, cycle_tgt, cycle_back = (tf.stop_gradient(t) for t in (fake_t, tgt, back))
         fake_s = self.ha(
-            composite.ha_inputs(cycle_in, cycle_tgt, batch["target_pose"], cycle_back, batch["source_pose"], back_tr,
-                      back_masks),
+            composite.ha_inputs(
+                cycle_in, cycle_tgt, batch["target_pose"], cycle_back, batch["source_pose"], back_tr, back_masks
+            ),
             training=training,
         )
         out = {"source_parsing": src, "target_parsing": tgt, "back_parsing": back,
@@ -338,7 +339,9 @@ class AppearanceStage(StageModel):
             m2 = geometry.part_masks(kp2, self.height, self.width)
             return losses.mask_style_loss(f1, m1, f2, m2)
         if self.style == "patch":
-            return losses.patch_style_loss(f1, kp1, f2, kp2, (self.height, self.width), half_size=max(2, self.height // 16))
+            return losses.patch_style_loss(
+                f1, kp1, f2, kp2, (self.height, self.width), half_size=max(2, self.height // 16)
+            )
         if self.style == "none":
             return tf.zeros_like(f1[:, 0, 0, 0], tf.float32)
         raise ValueError(f"loss.style must be semantic, mask, patch or none, got {self.style!r}")

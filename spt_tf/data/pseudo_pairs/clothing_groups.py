@@ -24,6 +24,7 @@ def clothing_types(maps: np.ndarray, keypoints: np.ndarray, progress: bool = Fal
     it = range(len(maps))
     if progress:
         from tqdm import tqdm
+
         it = tqdm(it, desc="clothing", unit="map")
     return [clothing_lib.clothing_type(maps[i], keypoints[i]) for i in it]
 

@@ -48,8 +48,7 @@ from spt_tf.labels import NUM_LABELS
 _TRANSFORMS_FN = None  # tf.function of geometry.part_transforms, built on first use
 
 
-def transforms_for(source_keypoints: np.ndarray, candidate_keypoints: np.ndarray,
-                   batch: int = 8192) -> np.ndarray:
+def transforms_for(source_keypoints: np.ndarray, candidate_keypoints: np.ndarray, batch: int = 8192) -> np.ndarray:
     """``geometry.part_transforms(source, candidate)`` in batches; [P, 10, 8] float32.
 
     Maps a pixel of the candidate pose to the source pixel it samples (output -> input).
@@ -72,12 +71,11 @@ def transforms_for(source_keypoints: np.ndarray, candidate_keypoints: np.ndarray
         raise ValueError(f"{len(src)} source poses for {len(cand)} candidate poses")
     out = np.empty((len(src), NUM_PARTS, 8), _F)
     for i in range(0, len(src), batch):
-        out[i:i + batch] = _TRANSFORMS_FN(src[i:i + batch], cand[i:i + batch]).numpy()
+        out[i : i + batch] = _TRANSFORMS_FN(src[i : i + batch], cand[i : i + batch]).numpy()
     return out
 
 
-def _flat_cost(padded, uniform, plane, transforms, cand_flat, hw_size, runs, cand_index,
-               cand_mask_fn, n_pairs):
+def _flat_cost(padded, uniform, plane, transforms, cand_flat, hw_size, runs, cand_index, cand_mask_fn, n_pairs):
     """Per-pair sums of ``||B * onehot(L) - bilinear_warp(masked source)||^2`` over pixel runs.
 
     Args:
@@ -105,10 +103,8 @@ def _flat_cost(padded, uniform, plane, transforms, cand_flat, hw_size, runs, can
     # geometry._apply / sample_bilinear in float32, the per-row part (a1 * y + a2) once per
     # row (a rounding order that differs from TF's by an ulp at most).
     xf = x.astype(_F)
-    sx = np.repeat(t[row_pair, 0], row_w) * xf + np.repeat(t[row_pair, 1] * ry + t[row_pair, 2],
-                                                           row_w)
-    sy = np.repeat(t[row_pair, 3], row_w) * xf + np.repeat(t[row_pair, 4] * ry + t[row_pair, 5],
-                                                           row_w)
+    sx = np.repeat(t[row_pair, 0], row_w) * xf + np.repeat(t[row_pair, 1] * ry + t[row_pair, 2], row_w)
+    sy = np.repeat(t[row_pair, 3], row_w) * xf + np.repeat(t[row_pair, 4] * ry + t[row_pair, 5], row_w)
     # Shifted by the 2-px border and clipped into it: far-away samples land on blocks of
     # border values only (uniform), so the truncation below is the floor wherever it matters.
     sxc = np.clip(sx, _F(-2), _F(w)) + _F(2)
@@ -127,8 +123,7 @@ def _flat_cost(padded, uniform, plane, transforms, cand_flat, hw_size, runs, can
         bm = None
         px = np.where(valid, np.where(l00 == lab, _F(0), _F(2)), _F(1))
     else:
-        bm = cand_mask_fn(np.repeat(cand_index[row_pair], row_w), np.repeat(ry, row_w),
-                          xf).astype(_F)
+        bm = cand_mask_fn(np.repeat(cand_index[row_pair], row_w), np.repeat(ry, row_w), xf).astype(_F)
         px = np.where(valid, bm - _F(2) * bm * (l00 == lab) + _F(1), bm)
     sel = np.nonzero(~uni)[0]
     if len(sel):
@@ -179,7 +174,7 @@ def _padded_part_labels(labels: np.ndarray, keypoints: np.ndarray, outside_is_ba
     areas = np.zeros(NUM_PARTS)
     if outside_is_background:
         out[0] = 0
-    out[0, 2:h + 2, 2:w + 2] = labels
+    out[0, 2 : h + 2, 2 : w + 2] = labels
     uni[0, :-1, :-1] = _uniform_blocks(out[0])
     ok[0] = True
     areas[0] = h * w
@@ -204,8 +199,12 @@ def _padded_part_labels(labels: np.ndarray, keypoints: np.ndarray, outside_is_ba
             i = j - 2
             if not limb_ok[i]:
                 continue
-            b = (min(fr2[i, 0], to2[i, 0]) - hw, max(fr2[i, 0], to2[i, 0]) + hw,
-                 min(fr2[i, 1], to2[i, 1]) - hw, max(fr2[i, 1], to2[i, 1]) + hw)
+            b = (
+                min(fr2[i, 0], to2[i, 0]) - hw,
+                max(fr2[i, 0], to2[i, 0]) + hw,
+                min(fr2[i, 1], to2[i, 1]) - hw,
+                max(fr2[i, 1], to2[i, 1]) + hw,
+            )
         y0, y1 = max(int(np.floor(b[0])) - 1, 0), min(int(np.ceil(b[1])) + 2, h)
         x0, x1 = max(int(np.floor(b[2])) - 1, 0), min(int(np.ceil(b[3])) + 2, w)
         if y1 <= y0 or x1 <= x0:
@@ -218,11 +217,11 @@ def _padded_part_labels(labels: np.ndarray, keypoints: np.ndarray, outside_is_ba
             m = _segment_rect(yy, xx, fr2[i], to2[i], hw)
         if not m.any():
             continue
-        out[j, y0 + 2:y1 + 2, x0 + 2:x1 + 2] = np.where(m, labels[y0:y1, x0:x1], _NONE)
+        out[j, y0 + 2 : y1 + 2, x0 + 2 : x1 + 2] = np.where(m, labels[y0:y1, x0:x1], _NONE)
         # Blocks touching the window start one pixel above / left of it; all others hold
         # _NONE only (uniform, already set).
-        win = out[j, y0 + 1:y1 + 3, x0 + 1:x1 + 3]
-        uni[j, y0 + 1:y1 + 2, x0 + 1:x1 + 2] = _uniform_blocks(win)
+        win = out[j, y0 + 1 : y1 + 3, x0 + 1 : x1 + 3]
+        uni[j, y0 + 1 : y1 + 2, x0 + 1 : x1 + 2] = _uniform_blocks(win)
         ok[j] = True
         areas[j] = m.sum()
     return out, uni, ok, areas
@@ -320,19 +319,20 @@ def eq1_costs_pairs(
 
             def mask_fn(c, yy, xx, params=params, j=j):
                 return _flat_part_mask(params, j, c, yy, xx)
+
             pre, pre_ok = _preimage(_grow_quad(sq, 1.5), transforms[:, j])
             cq = _grow_quad(cq[pc], 1.0)
         quads = np.stack([cq, pre], 1)
         qok = np.stack([cok[pc], pre_ok & src_ok[:, j]], 1)
         rp, ry, rx0, rx1 = _quad_spans(quads, qok, h, w)
         npx = np.cumsum(rx1 - rx0)
-        cuts = np.searchsorted(npx, np.arange(pixel_budget, npx[-1] if len(npx) else 0,
-                                              pixel_budget))
+        cuts = np.searchsorted(npx, np.arange(pixel_budget, npx[-1] if len(npx) else 0, pixel_budget))
         for r in np.split(np.arange(len(npx)), cuts):
             if len(r):
                 part_runs = (rp[r], ry[r], rx0[r], rx1[r] - rx0[r])
-                costs[:, j] += _flat_cost(padded, uniform, plane, transforms[:, j], cand_flat,
-                                          (h, w), part_runs, pc, mask_fn, n)
+                costs[:, j] += _flat_cost(
+                    padded, uniform, plane, transforms[:, j], cand_flat, (h, w), part_runs, pc, mask_fn, n
+                )
     if missing_part_penalty:
         cand_has = part_presence(cand_kp)[pc][:, 1:]
         costs[:, 1:] += (src_ok[:, 1:] & ~cand_has) * src_area[:, 1:]
@@ -361,9 +361,17 @@ def eq1_costs(
     """
     cand = np.asarray(candidate_labels, np.uint8)
     k = len(cand)
-    return eq1_costs_pairs(np.asarray(source_labels)[None], np.asarray(source_keypoints)[None],
-                           cand, candidate_keypoints, np.zeros(k, np.int64), np.arange(k),
-                           transforms, missing_part_penalty, outside_is_background)
+    return eq1_costs_pairs(
+        np.asarray(source_labels)[None],
+        np.asarray(source_keypoints)[None],
+        cand,
+        candidate_keypoints,
+        np.zeros(k, np.int64),
+        np.arange(k),
+        transforms,
+        missing_part_penalty,
+        outside_is_background,
+    )
 
 
 _REFERENCE_FN = None  # the reference cost function, built on first use
@@ -388,13 +396,13 @@ def _reference_fn():
             bc = geometry.part_masks(cand_kp, hs, ws)
             t = geometry.part_transforms(src_kp, cand_kp)  # [B, 10, 8]
             masked = bs[..., None] * s1h[:, None]  # [B, 10, H, W, L]
-            warped = geometry.warp(tf.reshape(masked, [b * NUM_PARTS, h, w, NUM_LABELS]),
-                                   tf.reshape(t, [b * NUM_PARTS, 8]))
+            warped = geometry.warp(
+                tf.reshape(masked, [b * NUM_PARTS, h, w, NUM_LABELS]), tf.reshape(t, [b * NUM_PARTS, 8])
+            )
             warped = tf.reshape(warped, [b, NUM_PARTS, h, w, NUM_LABELS])
             # Background where the torso warp samples outside the source (1 - warp of ones).
             inside = geometry.warp(tf.ones([b, h, w, 1]), t[:, 0])
-            fill = (1.0 - inside) * tf.one_hot(0, NUM_LABELS) * tf.cast(outside_is_background,
-                                                                        tf.float32)
+            fill = (1.0 - inside) * tf.one_hot(0, NUM_LABELS) * tf.cast(outside_is_background, tf.float32)
             warped = tf.concat([warped[:, :1] + fill[:, None], warped[:, 1:]], 1)
             diff = bc[..., None] * c1h[:, None] - warped
             return tf.reduce_sum(tf.cast(diff, tf.float64) ** 2, axis=[1, 2, 3, 4]), bs
@@ -428,9 +436,13 @@ def eq1_costs_reference(
     """
     src_kp = np.asarray(source_keypoints, _F)
     cand_kp = np.asarray(candidate_keypoints, _F)
-    cost, bs = _reference_fn()(np.asarray(source_labels, np.uint8), src_kp,
-                               np.asarray(candidate_labels, np.uint8), cand_kp,
-                               bool(outside_is_background))
+    cost, bs = _reference_fn()(
+        np.asarray(source_labels, np.uint8),
+        src_kp,
+        np.asarray(candidate_labels, np.uint8),
+        cand_kp,
+        bool(outside_is_background),
+    )
     cost = cost.numpy()
     if missing_part_penalty:
         bs_np = bs.numpy() > 0

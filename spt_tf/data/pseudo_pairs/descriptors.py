@@ -85,10 +85,8 @@ def pose_distances(za, va, zb, vb, min_common: int = 3) -> np.ndarray:
 
 def _unit_grid(rows: int, cols: int, sub: int) -> np.ndarray:
     """Sample points (u, v) in [0, 1]^2, cell-major: [rows * cols * sub * sub, 2]."""
-    cu = (np.arange(rows)[:, None, None, None] + (np.arange(sub)[None, None, :, None] + 0.5)
-          / sub) / rows
-    cv = (np.arange(cols)[None, :, None, None] + (np.arange(sub)[None, None, None, :] + 0.5)
-          / sub) / cols
+    cu = (np.arange(rows)[:, None, None, None] + (np.arange(sub)[None, None, :, None] + 0.5) / sub) / rows
+    cv = (np.arange(cols)[None, :, None, None] + (np.arange(sub)[None, None, None, :] + 0.5) / sub) / cols
     u, v = np.broadcast_arrays(cu, cv)
     return np.stack([u.ravel(), v.ravel()], -1).astype(_F)
 
@@ -130,8 +128,7 @@ def reference_pose(keypoints: np.ndarray) -> np.ndarray:
     kp = np.asarray(keypoints, _F)
     full = np.all(present(kp)[:, list(_TORSO)], 1)
     if not full.any():
-        raise ValueError("no pose has all four torso joints (hips, shoulders): cannot build "
-                         "the torso reference frame")
+        raise ValueError("no pose has all four torso joints (hips, shoulders): cannot build the torso reference frame")
     sel = kp[full]
     out = np.full((18, 2), -1, _F)
     for j in range(18):
@@ -141,8 +138,9 @@ def reference_pose(keypoints: np.ndarray) -> np.ndarray:
     return out
 
 
-def _part_frames(kp: np.ndarray, ref_frame: np.ndarray | None, torso_affine: np.ndarray | None,
-                 part: int) -> tuple[np.ndarray, np.ndarray]:
+def _part_frames(
+    kp: np.ndarray, ref_frame: np.ndarray | None, torso_affine: np.ndarray | None, part: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Affine frames [N, 2, 3] mapping (u, v) in [0, 1]^2 to (y, x) image pixels; ok [N]."""
     n = len(kp)
     frames = np.zeros((n, 2, 3), _F)
@@ -235,10 +233,8 @@ def build_descriptors(
         for j in range(NUM_PARTS):
             fj = frames[j][idx]
             pts = units[j]
-            py = fj[:, 0, 0, None] * pts[None, :, 0] + fj[:, 0, 1, None] * pts[None, :, 1] \
-                + fj[:, 0, 2, None]
-            px = fj[:, 1, 0, None] * pts[None, :, 0] + fj[:, 1, 1, None] * pts[None, :, 1] \
-                + fj[:, 1, 2, None]
+            py = fj[:, 0, 0, None] * pts[None, :, 0] + fj[:, 0, 1, None] * pts[None, :, 1] + fj[:, 0, 2, None]
+            px = fj[:, 1, 0, None] * pts[None, :, 0] + fj[:, 1, 1, None] * pts[None, :, 1] + fj[:, 1, 2, None]
             yi = np.floor(py + 0.5).astype(np.int64)
             xi = np.floor(px + 0.5).astype(np.int64)
             inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
@@ -270,6 +266,7 @@ def build_descriptors(
     it = range(0, n, batch)
     if progress:
         from tqdm import tqdm
+
         it = tqdm(it, desc="descriptors", unit="batch")
     for s0 in it:
         sl = slice(s0, min(s0 + batch, n))
@@ -280,16 +277,16 @@ def build_descriptors(
         for j, (flat, wj, sq) in enumerate(blocks(np.arange(sl.start, sl.stop))):
             if proj[j] is not None:
                 flat = flat @ proj[j]
-            u_all[sl, off:off + widths[j]] = flat
-            v_all[sl, off:off + widths[j]] = -2.0 * wj[:, None] * flat
+            u_all[sl, off : off + widths[j]] = flat
+            v_all[sl, off : off + widths[j]] = -2.0 * wj[:, None] * flat
             off += widths[j]
             norms[:, j] = sq
             weights[:, j] = wj
         cand_norm = weights * norms
         ok0 = oks[0][sl].astype(_F)
         # Source-side scalars: per-part norms, torso ok, torso missing, 1, penalties.
-        u_all[sl, off:off + NUM_PARTS] = norms
-        v_all[sl, off:off + NUM_PARTS] = weights
+        u_all[sl, off : off + NUM_PARTS] = norms
+        v_all[sl, off : off + NUM_PARTS] = weights
         off += NUM_PARTS
         miss_cost = torso_missing_cost[sl]
         c_torso = np.where(ok0 > 0, cand_norm[:, 0], miss_cost)
@@ -344,21 +341,24 @@ def prefilter(
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=n, desc="pre-filter", unit="map")
     for g in np.unique(groups):
         members = np.nonzero(groups == g)[0]
         for b0 in range(0, len(members), settings.block):
-            src = members[b0:b0 + settings.block]
+            src = members[b0 : b0 + settings.block]
             cost = desc.costs(src, members)
-            bad = pose_distances(z[src], vis[src], z[members], vis[members]) < \
-                settings.min_pose_distance
+            bad = pose_distances(z[src], vis[src], z[members], vis[members]) < settings.min_pose_distance
             bad |= src[:, None] == members[None, :]
             if identities is not None and settings.exclude_same_identity:
                 bad |= identities[src][:, None] == identities[members][None, :]
             cost = np.where(bad, np.inf, cost).astype(_F)
             kk = min(k, len(members))
-            part = np.argpartition(cost, kk - 1, axis=1)[:, :kk] if kk < len(members) else \
-                np.broadcast_to(np.arange(len(members)), cost.shape)
+            part = (
+                np.argpartition(cost, kk - 1, axis=1)[:, :kk]
+                if kk < len(members)
+                else np.broadcast_to(np.arange(len(members)), cost.shape)
+            )
             pc = np.take_along_axis(cost, part, 1)
             # Sort by (cost, index) for a deterministic order.
             order = np.lexsort((members[part], pc), axis=1)

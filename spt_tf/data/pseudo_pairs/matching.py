@@ -31,8 +31,7 @@ def coarse_factor(height: int, coarse_size: int) -> int:
 
 def candidates_per_source(height: int, settings: SearchSettings) -> int:
     """How many candidates the pre-filter keeps: ``prefilter_k`` with a coarse stage."""
-    return settings.prefilter_k if coarse_factor(height, settings.coarse_size) > 1 else \
-        settings.top_k
+    return settings.prefilter_k if coarse_factor(height, settings.coarse_size) > 1 else settings.top_k
 
 
 def mode_pool(maps: np.ndarray, factor: int, batch: int = 1024) -> np.ndarray:
@@ -46,11 +45,11 @@ def mode_pool(maps: np.ndarray, factor: int, batch: int = 1024) -> np.ndarray:
     hh, ww = h // factor, w // factor
     out = np.empty((n, hh, ww), np.uint8)
     for i in range(0, n, batch):
-        m = np.asarray(maps[i:i + batch])[:, :hh * factor, :ww * factor]
+        m = np.asarray(maps[i : i + batch])[:, : hh * factor, : ww * factor]
         blocks = m.reshape(len(m), hh, factor, ww, factor).transpose(0, 1, 3, 2, 4)
         blocks = blocks.reshape(len(m), hh, ww, factor * factor)
         counts = np.stack([(blocks == lab).sum(-1) for lab in range(NUM_LABELS)], -1)
-        out[i:i + batch] = counts.argmax(-1)
+        out[i : i + batch] = counts.argmax(-1)
     return out
 
 
@@ -75,9 +74,16 @@ def _table_costs(maps, keypoints, sources, candidates, transforms, settings):
     row, col = np.nonzero(valid)
     used_c, inv_c = np.unique(candidates[row, col], return_inverse=True)
     table[row, col] = eq1_costs_pairs(
-        np.asarray(maps[sources]), keypoints[sources], np.asarray(maps[used_c]),
-        keypoints[used_c], row, inv_c, transforms[row, col], settings.missing_part_penalty,
-        settings.outside_is_background)
+        np.asarray(maps[sources]),
+        keypoints[sources],
+        np.asarray(maps[used_c]),
+        keypoints[used_c],
+        row,
+        inv_c,
+        transforms[row, col],
+        settings.missing_part_penalty,
+        settings.outside_is_background,
+    )
     return table
 
 
@@ -117,16 +123,21 @@ def rerank(
         out = []
         for g in range(0, len(sources), _RERANK_GROUP):
             sl = slice(g, g + _RERANK_GROUP)
-            out += rerank(maps, keypoints, sources[sl], candidates[sl], transforms[sl], settings,
-                          coarse_maps)
+            out += rerank(maps, keypoints, sources[sl], candidates[sl], transforms[sl], settings, coarse_maps)
         return out
     candidates = np.asarray(candidates, np.int64)
     transforms = np.asarray(transforms, _F)
     if coarse_maps is not None and candidates.shape[1] > settings.top_k:
         factor = maps.shape[1] // coarse_maps.shape[1]
-        coarse = _table_costs(coarse_maps, _scaled_keypoints(keypoints, factor), sources,
-                              candidates, _scaled_transforms(transforms, factor), settings)
-        keep = np.argsort(coarse, axis=1, kind="stable")[:, :settings.top_k]
+        coarse = _table_costs(
+            coarse_maps,
+            _scaled_keypoints(keypoints, factor),
+            sources,
+            candidates,
+            _scaled_transforms(transforms, factor),
+            settings,
+        )
+        keep = np.argsort(coarse, axis=1, kind="stable")[:, : settings.top_k]
         candidates = np.take_along_axis(candidates, keep, 1)
         transforms = np.take_along_axis(transforms, keep[..., None, None], 1)
     table = _table_costs(maps, keypoints, sources, candidates, transforms, settings)
@@ -174,8 +185,7 @@ def _prepare(maps, kp, names, clothing, identities, settings, progress):
             raise ValueError(f"no identity for {len(missing)} maps, e.g. {missing[0]!r}")
         ids = _group_ids([identities[n] for n in names])
     desc = build_descriptors(maps, kp, settings, progress=progress)
-    return prefilter(desc, kp, groups, ids, settings, progress,
-                     candidates_per_source(maps.shape[1], settings))
+    return prefilter(desc, kp, groups, ids, settings, progress, candidates_per_source(maps.shape[1], settings))
 
 
 def search(
@@ -212,10 +222,11 @@ def search(
     """
     if settings is None:
         settings = SearchSettings(
-            top_k=top_k, min_pose_distance=min_pose_distance,
+            top_k=top_k,
+            min_pose_distance=min_pose_distance,
             exclude_same_identity=exclude_same_identity,
-            prefilter_k=max(SearchSettings.prefilter_k, top_k) if prefilter_k is None
-            else prefilter_k)
+            prefilter_k=max(SearchSettings.prefilter_k, top_k) if prefilter_k is None else prefilter_k,
+        )
     names, maps, kp = _stack_inputs(parsing, keypoints)
     cand, _ = _prepare(maps, kp, names, clothing, identities, settings, progress)
     factor = coarse_factor(maps.shape[1], settings.coarse_size)
@@ -223,7 +234,7 @@ def search(
     sources = np.arange(len(names))
     rows = []
     for s0 in range(0, len(names), 256):
-        src = sources[s0:s0 + 256]
+        src = sources[s0 : s0 + 256]
         tr = _chunk_transforms(kp, src, cand[src])
         rows += rerank(maps, kp, src, cand[src], tr, settings, coarse)
     _warn_unmatched(len(names) - len(rows))
@@ -232,9 +243,12 @@ def search(
 
 def _warn_unmatched(count: int) -> None:
     if count:
-        logging.warning("%d maps have no admissible pseudo target (another image of the same "
-                        "clothing type in a different pose, of another identity when identities "
-                        "are excluded) and get no row", count)
+        logging.warning(
+            "%d maps have no admissible pseudo target (another image of the same "
+            "clothing type in a different pose, of another identity when identities "
+            "are excluded) and get no row",
+            count,
+        )
 
 
 def _chunk_transforms(kp: np.ndarray, sources: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -39,20 +39,27 @@ from spt_tf.data.pseudo_pairs.tables import _write_rows, read_pseudo_pairs
 def _fingerprint(names, maps, keypoints, types, identities, settings) -> str:
     """Digest of everything a search result depends on (guards a work folder's reuse)."""
     h = hashlib.sha1()
-    h.update(json.dumps([list(names), dataclasses.asdict(settings), list(maps.shape[1:]),
-                         [str(t) for t in types],
-                         None if identities is None else [str(i) for i in identities]]).encode())
+    h.update(
+        json.dumps(
+            [
+                list(names),
+                dataclasses.asdict(settings),
+                list(maps.shape[1:]),
+                [str(t) for t in types],
+                None if identities is None else [str(i) for i in identities],
+            ]
+        ).encode()
+    )
     h.update(np.ascontiguousarray(keypoints, _F).tobytes())
     for i in range(0, len(maps), 1024):
-        h.update(np.ascontiguousarray(maps[i:i + 1024]).tobytes())
+        h.update(np.ascontiguousarray(maps[i : i + 1024]).tobytes())
     return h.hexdigest()
 
 
 _WORKER: dict = {}
 
 
-def _worker_init(maps_path: str, coarse_path: str | None, keypoints: np.ndarray,
-                 settings: dict) -> None:
+def _worker_init(maps_path: str, coarse_path: str | None, keypoints: np.ndarray, settings: dict) -> None:
     _WORKER["maps"] = np.load(maps_path, mmap_mode="r")
     _WORKER["coarse"] = None if coarse_path is None else np.load(coarse_path, mmap_mode="r")
     _WORKER["kp"] = keypoints
@@ -76,8 +83,7 @@ def peak_rss_mb() -> float | None:
 def _worker_chunk(task):
     chunk, sources, cands, transforms = task
     t0 = time.process_time()
-    rows = rerank(_WORKER["maps"], _WORKER["kp"], sources, cands, transforms, _WORKER["settings"],
-                  _WORKER["coarse"])
+    rows = rerank(_WORKER["maps"], _WORKER["kp"], sources, cands, transforms, _WORKER["settings"], _WORKER["coarse"])
     return chunk, len(sources), rows, time.process_time() - t0, peak_rss_mb()
 
 
@@ -159,8 +165,9 @@ def run_search(
         with open(meta_path) as f:
             old = json.load(f).get("fingerprint")
         if old != fp:
-            raise ValueError(f"{work_dir} holds a search of other inputs or settings; delete it "
-                             "or write to another output")
+            raise ValueError(
+                f"{work_dir} holds a search of other inputs or settings; delete it or write to another output"
+            )
     else:
         with open(meta_path + ".tmp", "w") as f:
             json.dump({"fingerprint": fp, "settings": dataclasses.asdict(settings), "n": n}, f)
@@ -177,8 +184,9 @@ def run_search(
         stages["descriptors"] = time.time() - tc
         stages["descriptors_cpu"] = time.process_time() - pc
         tc, pc = time.time(), time.process_time()
-        cand, _ = prefilter(desc, kp, groups, id_arr, settings, progress,
-                            candidates_per_source(maps.shape[1], settings))
+        cand, _ = prefilter(
+            desc, kp, groups, id_arr, settings, progress, candidates_per_source(maps.shape[1], settings)
+        )
         stages["prefilter"], stages["prefilter_cpu"] = time.time() - tc, time.process_time() - pc
         del desc
         np.save(cand_path + ".tmp.npy", cand)
@@ -198,8 +206,8 @@ def run_search(
     bar = None
     if progress:
         from tqdm import tqdm
-        done = sum(min((c + 1) * chunk_size, n) - c * chunk_size
-                   for c in range(n_chunks) if c not in pending)
+
+        done = sum(min((c + 1) * chunk_size, n) - c * chunk_size for c in range(n_chunks) if c not in pending)
         bar = tqdm(total=n, initial=done, desc="exact re-rank", unit="map")
 
     def write(c, rows):
@@ -220,12 +228,12 @@ def run_search(
 
     tc = time.time()
     stages["exact_cpu"] = 0.0
-    n_valid = np.concatenate([(cand[c * chunk_size:(c + 1) * chunk_size] >= 0).sum(1)
-                              for c in pending] or [np.zeros(0, np.int64)])
+    n_valid = np.concatenate(
+        [(cand[c * chunk_size : (c + 1) * chunk_size] >= 0).sum(1) for c in pending] or [np.zeros(0, np.int64)]
+    )
     coarse_on = coarse_factor(maps.shape[1], settings.coarse_size) > 1
     stages["coarse_pairs"] = int(n_valid.sum()) if coarse_on else 0
-    stages["pairs_evaluated"] = int(np.minimum(n_valid, settings.top_k).sum()) if coarse_on \
-        else int(n_valid.sum())
+    stages["pairs_evaluated"] = int(np.minimum(n_valid, settings.top_k).sum()) if coarse_on else int(n_valid.sum())
     if pending:
         if workers <= 1:
             for c, src, cs, tr in tasks():
@@ -239,28 +247,34 @@ def run_search(
 
             maps_path = os.path.join(work_dir, "maps.npy")
             if not isinstance(maps, np.memmap) or os.path.abspath(
-                    getattr(maps, "filename", "") or "") != os.path.abspath(maps_path):
+                getattr(maps, "filename", "") or ""
+            ) != os.path.abspath(maps_path):
                 if not os.path.exists(maps_path):
                     np.save(maps_path + ".tmp.npy", np.asarray(maps))
                     os.replace(maps_path + ".tmp.npy", maps_path)
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers, _worker_init,
-                          (maps_path, coarse_path if coarse is not None else None, kp,
-                           dataclasses.asdict(settings))) as pool:
+            with ctx.Pool(
+                workers,
+                _worker_init,
+                (maps_path, coarse_path if coarse is not None else None, kp, dataclasses.asdict(settings)),
+            ) as pool:
                 for c, count, rows, cpu, rss in pool.imap_unordered(_worker_chunk, tasks()):
                     write(c, rows)
                     stages["exact_cpu"] += cpu
                     if rss is not None:
-                        stages["worker_peak_rss_mb"] = max(stages.get("worker_peak_rss_mb", 0),
-                                                           rss)
+                        stages["worker_peak_rss_mb"] = max(stages.get("worker_peak_rss_mb", 0), rss)
                     if bar is not None:
                         bar.update(count)
     stages["exact"] = time.time() - tc
     if bar is not None:
         bar.close()
-    summary = {"complete": False, "sources": n, "out": os.fspath(out), "stages": stages,
-               "groups": {str(t): k for t, k in sorted(
-                   _count(types).items(), key=lambda kv: -kv[1])}}
+    summary = {
+        "complete": False,
+        "sources": n,
+        "out": os.fspath(out),
+        "stages": stages,
+        "groups": {str(t): k for t, k in sorted(_count(types).items(), key=lambda kv: -kv[1])},
+    }
     if not all(os.path.exists(p) for p in chunk_path):
         summary["seconds"] = time.time() - t0
         return summary
@@ -272,12 +286,10 @@ def run_search(
     stages["merge"] = time.time() - tc
     _warn_unmatched(n - len(rows))
     if not keep_work:
-        for p in chunk_path + [cand_path, meta_path, coarse_path,
-                               os.path.join(work_dir, "maps.npy")]:
+        for p in chunk_path + [cand_path, meta_path, coarse_path, os.path.join(work_dir, "maps.npy")]:
             if os.path.exists(p):
                 os.remove(p)
         if not os.listdir(work_dir):
             os.rmdir(work_dir)
-    summary.update(complete=True, pairs=len(rows), unmatched=n - len(rows),
-                   seconds=time.time() - t0)
+    summary.update(complete=True, pairs=len(rows), unmatched=n - len(rows), seconds=time.time() - t0)
     return summary

@@ -15,8 +15,7 @@ from spt_tf.data.pseudo_pairs.masks import _F, present
 def _write_rows(path: str, rows: Sequence[tuple[str, str, float]]) -> None:
     """Writes ``from,to,cost`` atomically (a killed run never leaves half a file)."""
     tmp = path + ".tmp"
-    formats.write_pairs(tmp, [(a, b) for a, b, _ in rows],
-                        {"cost": [f"{c:.3f}" for _, _, c in rows]})
+    formats.write_pairs(tmp, [(a, b) for a, b, _ in rows], {"cost": [f"{c:.3f}" for _, _, c in rows]})
     os.replace(tmp, path)
 
 
@@ -41,8 +40,7 @@ def read_pseudo_pairs(path) -> list[tuple[str, str, float]]:
             try:
                 costs.append(float(fields[i_cost]))
             except ValueError:
-                raise formats.FormatError(path, f"cost {fields[i_cost]!r} is not a number", row,
-                                          "cost") from None
+                raise formats.FormatError(path, f"cost {fields[i_cost]!r} is not a number", row, "cost") from None
     return [(a, b, c) for (a, b), c in zip(pairs, costs)]
 
 
@@ -61,16 +59,14 @@ def read_identities(path) -> dict[str, str]:
         header = [c.strip() for c in next(reader, [])]
         for col in ("name", "identity"):
             if col not in header:
-                raise formats.FormatError(path, f"header {header} lacks the column {col!r}", 1,
-                                          col)
+                raise formats.FormatError(path, f"header {header} lacks the column {col!r}", 1, col)
         i_name, i_id = header.index("name"), header.index("identity")
         out: dict[str, str] = {}
         for row, fields in enumerate(reader, start=2):
             if not fields or not any(x.strip() for x in fields):
                 continue
             if len(fields) != len(header):
-                raise formats.FormatError(path, f"expected {len(header)} columns, got "
-                                          f"{len(fields)}", row)
+                raise formats.FormatError(path, f"expected {len(header)} columns, got {len(fields)}", row)
             name, ident = fields[i_name].strip(), fields[i_id].strip()
             for col, v in (("name", name), ("identity", ident)):
                 if not v:
@@ -120,14 +116,14 @@ def load_dataset(
     first = formats.read_parsing(formats.find_parsing(parsing_dir, names[0]))
     h, w = size if size is not None else first.shape
     if maps_out is not None:
-        maps = np.lib.format.open_memmap(maps_out, mode="w+", dtype=np.uint8,
-                                         shape=(len(names), h, w))
+        maps = np.lib.format.open_memmap(maps_out, mode="w+", dtype=np.uint8, shape=(len(names), h, w))
     else:
         maps = np.empty((len(names), h, w), np.uint8)
     kp = np.empty((len(names), 18, 2), _F)
     it = enumerate(names)
     if progress:
         from tqdm import tqdm
+
         it = tqdm(it, total=len(names), desc="loading maps", unit="map")
     import cv2
 
@@ -137,21 +133,30 @@ def load_dataset(
         k = kps[name].copy()
         if m.shape != (h, w):
             if size is None:
-                raise formats.FormatError(path, f"map size {m.shape} differs from the first map's "
-                                          f"{(h, w)}; pass a working size")
+                raise formats.FormatError(
+                    path, f"map size {m.shape} differs from the first map's {(h, w)}; pass a working size"
+                )
             vis = present(k)
             k = np.where(vis[:, None], k * np.array([h / m.shape[0], w / m.shape[1]], _F), k)
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
         vis = present(k)
-        bad = vis[:, None] & np.stack([(k[:, 0] < -tolerance) | (k[:, 0] > h - 1 + tolerance),
-                                       (k[:, 1] < -tolerance) | (k[:, 1] > w - 1 + tolerance)],
-                                      1)  # [18, (y, x)]
+        bad = vis[:, None] & np.stack(
+            [
+                (k[:, 0] < -tolerance) | (k[:, 0] > h - 1 + tolerance),
+                (k[:, 1] < -tolerance) | (k[:, 1] > w - 1 + tolerance),
+            ],
+            1,
+        )  # [18, (y, x)]
         if bad.any():
             j, c = (int(v) for v in np.argwhere(bad)[0])
-            raise formats.FormatError(annotations, f"keypoint {j} of {name!r} at {k[j].tolist()} "
-                                      f"lies outside its {h}x{w} map by more than the tolerance "
-                                      f"{tolerance:g}", rows[name],
-                                      ("keypoints_y", "keypoints_x")[c])
+            raise formats.FormatError(
+                annotations,
+                f"keypoint {j} of {name!r} at {k[j].tolist()} "
+                f"lies outside its {h}x{w} map by more than the tolerance "
+                f"{tolerance:g}",
+                rows[name],
+                ("keypoints_y", "keypoints_x")[c],
+            )
         maps[i] = m
         kp[i] = k
     if isinstance(maps, np.memmap):

@@ -104,7 +104,7 @@ def _grow_quad(quad: np.ndarray, margin: float) -> np.ndarray:
     out = quad.copy()
     for e in (1, -1):
         side = np.roll(quad, -e, axis=-2) - quad
-        norm = np.sqrt((side ** 2).sum(-1, keepdims=True))
+        norm = np.sqrt((side**2).sum(-1, keepdims=True))
         out = out - side / np.maximum(norm, 1e-9) * margin
     # Degenerate quads (zero sides) grow around the centre.
     return np.where(np.isfinite(out), out, c)
@@ -113,8 +113,9 @@ def _grow_quad(quad: np.ndarray, margin: float) -> np.ndarray:
 def _box_quad(box: np.ndarray) -> np.ndarray:
     """[..., 4] (y0, y1, x0, x1) -> [..., 4, 2] corners."""
     y0, y1, x0, x1 = (box[..., i] for i in range(4))
-    return np.stack([np.stack([y0, x0], -1), np.stack([y0, x1], -1), np.stack([y1, x1], -1),
-                     np.stack([y1, x0], -1)], -2)
+    return np.stack(
+        [np.stack([y0, x0], -1), np.stack([y0, x1], -1), np.stack([y1, x1], -1), np.stack([y1, x0], -1)], -2
+    )
 
 
 def _part_quads(kp: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray]:
