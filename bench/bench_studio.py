@@ -179,13 +179,17 @@ def main():
             results.append(run_model(label, be, ["--model", path], dataset, photo, a.drags, pw))
             print(json.dumps(results[-1]), flush=True)
     print(json.dumps({"loadavg_after": os.getloadavg()}))
-    print("\n| model | model size | photo | drags | release → image p50 / p95 ms | server p50 / p95 ms | "
-          "model call p50 / p95 ms | outside the model p50 / p95 ms |")
+    print(
+        "\n| model | model size | photo | drags | release → image p50 / p95 ms | server p50 / p95 ms | "
+        "model call p50 / p95 ms | outside the model p50 / p95 ms |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         f = lambda k: f"{r[k]['p50']:.0f} / {r[k]['p95']:.0f}"  # noqa: E731
-        print(f"| {r['model']} | {r['size']} | {r['photo']} | {r['drags']} | {f('release_to_image_ms')} | "
-              f"{f('server_ms')} | {f('model_ms')} | {f('outside_model_ms')} |")
+        print(
+            f"| {r['model']} | {r['size']} | {r['photo']} | {r['drags']} | {f('release_to_image_ms')} | "
+            f"{f('server_ms')} | {f('model_ms')} | {f('outside_model_ms')} |"
+        )
 
 
 if __name__ == "__main__":

@@ -191,7 +191,8 @@ def _canvas_point(page, selector, yx):
     return page.evaluate(
         """([sel, y, x]) => { const c = document.querySelector(sel); const r = c.getBoundingClientRect();
                              const s = Number(c.dataset.scale);
-                             return [r.left + (x + 0.5) * s * r.width / c.width, r.top + (y + 0.5) * s * r.height / c.height]; }""",
+                             return [r.left + (x + 0.5) * s * r.width / c.width,
+                                     r.top + (y + 0.5) * s * r.height / c.height]; }""",
         [selector, float(yx[0]), float(yx[1])],
     )  # fmt: skip
 
@@ -200,8 +201,9 @@ def _pixel(page, selector, yx):
     """RGBA of a canvas at photo pixel (y, x)."""
     return page.evaluate(
         """([sel, y, x]) => { const c = document.querySelector(sel); const s = Number(c.dataset.scale);
-                             return Array.from(c.getContext('2d').getImageData(Math.floor((x + 0.5) * s),
-                                                                               Math.floor((y + 0.5) * s), 1, 1).data); }""",
+                             const px = c.getContext('2d').getImageData(Math.floor((x + 0.5) * s),
+                                                                        Math.floor((y + 0.5) * s), 1, 1);
+                             return Array.from(px.data); }""",
         [selector, float(yx[0]), float(yx[1])],
     )  # fmt: skip
 

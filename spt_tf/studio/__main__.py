@@ -23,8 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="config of the workdir's run: file.py[:ARG] or .json (default WORKDIR/config.json)")
     p.add_argument("--parser_workdir", help="a workdir whose parser stage ran: its human parser predicts the parsing "
                                             "of photos uploaded without a map")  # fmt: skip
-    p.add_argument("--data_dir", help="a dataset root whose test images, annotation-test.csv and parsing maps the "
-                                      "page offers (default: the --workdir config's data root, when present)")  # fmt: skip
+    p.add_argument(
+        "--data_dir",
+        help="a dataset root whose test images, annotation-test.csv and parsing maps the page offers "
+        "(default: the --workdir config's data root, when present)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     p.add_argument("--max_request_mb", type=float, default=20.0, help="largest request body accepted, in MB")

@@ -39,8 +39,8 @@ def wait_result(page, old: str | None, timeout_ms: int = 60000) -> str:
     page.wait_for_function(
         """old => { const i = document.querySelector('#result-image');
                     const m = document.querySelector('#message');
-                    return window.studio.idle() && ((i.dataset.resultId && i.dataset.resultId !== old && i.complete
-                                                     && i.naturalWidth > 0) || (!m.hidden && m.className === 'error')); }""",
+                    const shown = i.dataset.resultId && i.dataset.resultId !== old && i.complete && i.naturalWidth > 0;
+                    return window.studio.idle() && (shown || (!m.hidden && m.className === 'error')); }""",
         arg=old, timeout=timeout_ms,
     )  # fmt: skip
     msg = page.locator("#message")

@@ -54,8 +54,10 @@ def label_rows(lab: np.ndarray) -> list[str]:
 
 def _person(rec: core.Record, prefix: str) -> tuple[dict, dict]:
     p = rec.person
-    files = {f"{prefix}.png": core.encode_png(p.image),
-             f"{prefix}_keypoints.json": openpose_json(p.keypoints, image=p.label, image_size=list(p.shape))}  # fmt: skip
+    files = {
+        f"{prefix}.png": core.encode_png(p.image),
+        f"{prefix}_keypoints.json": openpose_json(p.keypoints, image=p.label, image_size=list(p.shape)),
+    }
     meta = {"name": p.label, "size": list(p.shape), "image": f"{prefix}.png",
             "keypoints": np.asarray(p.keypoints, np.float64).tolist(), "keypoints_from": rec.keypoints_from,
             "keypoints_file": f"{prefix}_keypoints.json"}  # fmt: skip
@@ -108,12 +110,17 @@ def files(res: core.Result, model_args: list[str], model_info: dict) -> dict[str
         out[name] = core.encode_label_png(lab)
     cmds = commands_for(res, model_args)
     meta["commands"] = [shlex.join(c) for c in cmds]
-    meta["outputs"] = {"output.png": "the image the studio showed",
-                       **{n: f"out/{n} of the commands equals it byte for byte" for n in CHECKED[res.mode]}}  # fmt: skip
+    checked = {n: f"out/{n} of the commands equals it byte for byte" for n in CHECKED[res.mode]}
+    meta["outputs"] = {"output.png": "the image the studio showed", **checked}
     meta["timing_ms"] = {"model": round(res.model_ms, 3), "server": round(res.server_ms, 3)}
     out["studio.json"] = (json.dumps(meta, indent=1) + "\n").encode()
-    script = ["#!/bin/sh", "# Rebuilds the studio's result with the CLI (the project's environment: spt_tf importable),",
-              "# then compares each output with the studio's bytes.", "set -e", 'cd "$(dirname "$0")"']  # fmt: skip
+    script = [
+        "#!/bin/sh",
+        "# Rebuilds the studio's result with the CLI (the project's environment: spt_tf importable),",
+        "# then compares each output with the studio's bytes.",
+        "set -e",
+        'cd "$(dirname "$0")"',
+    ]
     script += [shlex.join(c) for c in cmds]
     script += [f"cmp out/{n} {n}" for n in CHECKED[res.mode]]
     script.append('echo "same bytes as the studio: ' + " ".join(CHECKED[res.mode]) + '"')

@@ -275,7 +275,9 @@ class Studio:
     def load_dataset_person(self, name: str, need_parsing: bool = True) -> Record:
         """A test image of the dataset with its CSV row and its parsing map."""
         if self.dataset is None:
-            raise StudioError("dataset: none given; start the studio with --data_dir (or a config whose data root exists)")
+            raise StudioError(
+                "dataset: none given; start the studio with --data_dir (or a config whose data root exists)"
+            )
         image_path, parsing_path = self.dataset.paths(str(name))
         source = commands.KeypointSource(csv=self.dataset.csv, name=str(name))
         lip = self.dataset.parsing_is_lip
@@ -305,6 +307,7 @@ class Studio:
             raise StudioError(f"parsing_format: must be 'spt' or 'lip', got {parsing_format!r}")
         tmp = tempfile.mkdtemp(prefix="spt_studio_")
         try:
+
             def save(upload: Upload, default: str) -> str:
                 path = os.path.join(tmp, safe_name(upload.name, default))
                 if os.path.exists(path):  # two uploads of one name: keep both
@@ -557,7 +560,9 @@ def _parsing_field(value, shape: tuple[int, int], field: str) -> np.ndarray:
     checked against the photo."""
     if isinstance(value, np.ndarray):
         if value.shape != tuple(shape) or value.dtype.kind not in "iu":
-            raise StudioError(f"{field}: expected integer labels of shape {tuple(shape)}, got {value.dtype} {value.shape}")
+            raise StudioError(
+                f"{field}: expected integer labels of shape {tuple(shape)}, got {value.dtype} {value.shape}"
+            )
         value = base64.b64encode(np.clip(value, 0, 255).astype(np.uint8).tobytes()).decode("ascii")
     if not isinstance(value, str):
         raise StudioError(f"{field}: expected base64 of the {shape[0]}x{shape[1]} label bytes")

@@ -104,8 +104,10 @@ def _bad_upload(studio, name: str, out_dir: str) -> None:
     with open(os.path.join(out_dir, "photo.json"), "wb") as f:
         f.write(bundle.openpose_json(kp))
     lab = formats.read_parsing(parsing_path)
-    formats.write_parsing(os.path.join(out_dir, "photo_parsing.png"),
-                          cv2.resize(lab, (lab.shape[1] // 2, lab.shape[0] // 2), interpolation=cv2.INTER_NEAREST))
+    formats.write_parsing(
+        os.path.join(out_dir, "photo_parsing.png"),
+        cv2.resize(lab, (lab.shape[1] // 2, lab.shape[0] // 2), interpolation=cv2.INTER_NEAREST),
+    )
 
 
 def main(argv=None) -> None:
@@ -123,8 +125,10 @@ def main(argv=None) -> None:
     p.add_argument("--texture_source", default="id00027_p01.png")
     p.add_argument("--texture_donor", default="id00003_p01.png")
     a = p.parse_args(argv)
-    args = cli.build_parser().parse_args(["--saved_model", a.saved_model, "--data_dir", a.data_dir]
-                                         + (["--parser_workdir", a.parser_workdir] if a.parser_workdir else []))  # fmt: skip
+    flags = ["--saved_model", a.saved_model, "--data_dir", a.data_dir]
+    if a.parser_workdir:
+        flags += ["--parser_workdir", a.parser_workdir]
+    args = cli.build_parser().parse_args(flags)
     be, model_args, dataset, parser = cli.load(args)
     studio = core.Studio(be, model_args, dataset, parser)
     studio.warm_up()

@@ -43,7 +43,7 @@ def _upload(body: dict, field: str) -> core.Upload | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("data"), str):
-        raise core.StudioError(f"{field}: expected {{\"name\": file name, \"data\": base64 of the file}}")
+        raise core.StudioError(f'{field}: expected {{"name": file name, "data": base64 of the file}}')
     name = core.safe_name(value.get("name"), field)
     try:
         data = base64.b64decode(value["data"], validate=True)
@@ -157,7 +157,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):
             return self._static("index.html")
         if path.startswith("/static/"):
-            return self._static(path[len("/static/"):])
+            return self._static(path[len("/static/") :])
         if path == "/favicon.ico":
             return self._send(204, b"", "image/x-icon")
         if path == "/api/info":
@@ -166,12 +166,20 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) == 4 and parts[:2] == ["api", "result"]:
             res = self.server.studio.result(parts[2])
             if parts[3] == "output.png":
-                return self._send(200, res.output_png, "image/png",
-                                  {"Content-Disposition": f'attachment; filename="studio_{res.mode}_{res.id}.png"'})
+                return self._send(
+                    200,
+                    res.output_png,
+                    "image/png",
+                    {"Content-Disposition": f'attachment; filename="studio_{res.mode}_{res.id}.png"'},
+                )
             if parts[3] == "bundle.zip":
                 data = bundle.zip_bytes(res, self.server.studio.model_args, self.server.studio.info()["model"])
-                return self._send(200, data, "application/zip",
-                                  {"Content-Disposition": f'attachment; filename="studio_{res.mode}_{res.id}.zip"'})
+                return self._send(
+                    200,
+                    data,
+                    "application/zip",
+                    {"Content-Disposition": f'attachment; filename="studio_{res.mode}_{res.id}.zip"'},
+                )
         raise core.StudioError(f"{path}: not found", 404)
 
     def _static(self, name: str):
@@ -252,7 +260,9 @@ class StudioServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
 
-def serve_in_thread(studio: core.Studio, host: str = "127.0.0.1", port: int = 0) -> tuple[StudioServer, threading.Thread]:
+def serve_in_thread(
+    studio: core.Studio, host: str = "127.0.0.1", port: int = 0
+) -> tuple[StudioServer, threading.Thread]:
     """Starts a server on a daemon thread (tests, benchmarks, screenshots); stop it with ``stop``."""
     server = StudioServer(studio, host, port)
     thread = threading.Thread(target=server.serve_forever, name="spt-studio", daemon=True)
