@@ -6,7 +6,7 @@ STAMP := $(VENV)/.stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv demo test test-fast lint bench clean studio
+.PHONY: venv demo test test-fast lint format bench clean studio
 
 venv: $(STAMP)
 
@@ -27,8 +27,14 @@ studio: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
+PY_SOURCES := spt_tf tests bench serving configs train.py export.py evaluate.py
+
 lint: $(STAMP)
-	$(PY) -m ruff check spt_tf tests bench serving configs train.py export.py evaluate.py
+	$(PY) -m ruff check $(PY_SOURCES)
+	$(PY) -m ruff format --check $(PY_SOURCES)
+
+format: $(STAMP)
+	$(PY) -m ruff format $(PY_SOURCES)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
