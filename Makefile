@@ -25,7 +25,7 @@ studio: $(STAMP)
 	$(PY) -m spt_tf.studio --saved_model $(DEMO_DIR)/export --data_dir $(DEMO_DIR)/data $(if $(wildcard $(DEMO_DIR)/train/parser/checkpoint),--parser_workdir $(DEMO_DIR)/train) $(STUDIO_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist load tests
 
 PY_SOURCES := spt_tf tests bench serving configs train.py export.py evaluate.py
 

@@ -1,5 +1,6 @@
 """The 256x176 DeepFashion config runs at its real size: every stage of Algorithm 1 (progressive
-included) for 2 steps, the export and an evaluation, on synthetic people drawn at 256x176.
+included, each phase training the right variables) for 2 steps, the export and an evaluation,
+on synthetic people drawn at 256x176.
 
 The widths are the testing config's (the full networks cost minutes a step on a CPU); the
 frame, the depths (and so the padding of a width that is no power of two), the progressive
@@ -9,10 +10,11 @@ generator and the face crop are the config's.
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from configs import spt, testing
-from spt_tf import evaluation
+from spt_tf import evaluation, networks
 from spt_tf.data import formats, synthetic
 from spt_tf.evaluation import evaluator
 from spt_tf.export import module
@@ -32,8 +34,13 @@ def _config(root):
         if key.endswith("_steps") or key in ("checkpoint_every", "log_every", "image_every", "xla",
                                                "min_pose_pckh"):  # fmt: skip
             c.train[key] = value
-    c.train.batch_size = 2
+    c.train.batch_size = 1
+    # Summaries and checkpoints at the last step only (the loop always writes them there).
+    c.train.image_every = c.train.checkpoint_every = c.train.log_every = 2
     c.eval.batch_size = 2
+    # As the testing config: XLA compile time of the pipeline's geometry dominates at test sizes.
+    c.data.xla_geometry = False
+    c.data.shuffle_buffer = 16
     c.eval.inception_weights = ""
     c.data.root = root
     # The synthetic set's file names (the config's own are the field's: tests/test_configs.py).
@@ -51,10 +58,29 @@ def test_every_stage_export_and_evaluation_at_256x176(tmp_path):
     formats.write_pairs(os.path.join(data, "pseudo-pairs.csv"),
                         [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)])  # fmt: skip
     c = _config(data)
+    c.train.fade_steps = 4
     assert (c.data.height, c.data.width) == (256, 176) and c.model.progressive
+    assert loop.stages_for(c, "all") == loop.STAGES + loop.PROGRESSIVE_STAGES
     wd = str(tmp_path / "wd")
-    summaries = loop.run(c, wd, "all", validators=evaluation.stage_validators())
-    assert [s["stage"] for s in summaries] == list(loop.STAGES + loop.PROGRESSIVE_STAGES)
+    nets = networks.Networks(c)
+    validators = evaluation.stage_validators()
+    summaries = [loop.train_stage(c, wd, s, nets=nets, validators=validators) for s in loop.STAGES]
+    # DeepFashion's progressive schedule: global generator (alpha 0), then the local
+    # enhancer alone while it fades in, then everything.
+    assert float(nets.ha.alpha.numpy()) == 0.0
+    before_global = [v.numpy().copy() for v in nets.ha.global_trainable_variables]
+    before_local = [v.numpy().copy() for v in nets.ha.local_trainable_variables]
+    summaries.append(loop.train_stage(c, wd, "progressive_local", nets=nets, validators=validators))
+    # Alpha is set to step / fade_steps before each step (0, 1/4); local variables only.
+    assert float(nets.ha.alpha.numpy()) == pytest.approx(0.25)
+    for a, v in zip(before_global, nets.ha.global_trainable_variables):
+        np.testing.assert_array_equal(a, v.numpy())
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before_local, nets.ha.local_trainable_variables))
+    summaries.append(loop.train_stage(c, wd, "progressive_all", nets=nets, validators=validators))
+    assert float(nets.ha.alpha.numpy()) == 1.0
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before_global, nets.ha.global_trainable_variables)), (
+        "the 'all' phase must update the global generator too"
+    )
     for s in summaries:
         assert s["final_step"] == 2 and all(np.isfinite(v) for v in s["losses"].values()), s
 
