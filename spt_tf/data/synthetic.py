@@ -309,6 +309,11 @@ def _add(p, d, s):
     return (p[0] + d[0] * s, p[1] + d[1] * s, p[2] + d[2] * s)
 
 
+def _lerp(a, b, t):
+    """The point at fraction ``t`` from ``a`` to ``b`` (2-D or 3-D)."""
+    return tuple(x + (y - x) * t for x, y in zip(a, b))
+
+
 class _Scene:
     """Primitives in body units (x right, y down) in drawing order, each with one map value.
 
@@ -393,6 +398,152 @@ _FACE_POINTS = {
 }
 
 
+# Shapes both builders draw (``_build`` from joint angles, ``_build_from_keypoints`` from
+# 2-D keypoints): each builder computes the points in body units, these make the primitives.
+
+
+def _as_is(u, v):
+    return (u, v)
+
+
+def _arm_segment(ident: Identity, label, shade, p0, p1, r0, r1, which, to_2d=lambda p: p):
+    """An arm segment's skin capsule and the upper garment's sleeve over it.
+
+    ``p0``, ``p1`` are the segment's ends as ``to_2d`` takes them (``_build``: 3-D points,
+    so the sleeve's end is placed in 3-D before the projection); ``which`` is the segment
+    (upper, fore, hand); ``shade``: behind the torso.
+    """
+    skin, cloth = (_SKIN_SH, _UP_SH) if shade else (_SKIN, _UP)
+    prims = [("capsule", (to_2d(p0), to_2d(p1), r0, r1), label, skin)]
+    cover = None  # the fraction of the segment the sleeve covers
+    if ident.upper == "short" and which == "upper":
+        cover = ident.sleeve_end
+    elif ident.upper == "long" and which in ("upper", "fore"):
+        cover = 1.0 if which == "upper" else 0.95
+    if cover is not None:
+        rr = ident.arm_r * 0.3
+        re = r0 + (r1 - r0) * cover
+        prims.append(("capsule", (to_2d(p0), to_2d(_lerp(p0, p1, cover)), r0 + rr, re + rr), L.UPPER, cloth))
+    return prims
+
+
+def _leg(ident: Identity, label, shade, hip, kne, ank, toe, shorts_end):
+    """A leg's skin, lower garment (pants or shorts) and shoe capsules, 2-D points in body units.
+
+    ``kne`` None: the top of the thigh only (under the lower garment); ``ank`` None: no
+    shin and no shoe (``toe`` unused); ``shorts_end`` is where shorts end on the thigh.
+    """
+    skin, cloth, shoe = (_SKIN_SH, _LO_SH, _SHOE_SH) if shade else (_SKIN, _LO, _SHOE)
+    rt, rk, ra = ident.leg_r, ident.leg_r * 0.75, ident.leg_r * 0.55
+    loose = ident.leg_r * 0.2
+    prims = []
+    if kne is None:
+        prims.append(("capsule", (hip, hip, rt, rt), label, skin))
+        if ident.lower in ("pants", "shorts"):
+            prims.append(("capsule", (hip, hip, rt + loose, rt + loose), L.PANTS, cloth))
+        return prims
+    prims.append(("capsule", (hip, kne, rt, rk), label, skin))
+    if ank is not None:
+        prims.append(("capsule", (kne, ank, rk, ra), label, skin))
+    if ident.lower == "pants":
+        prims.append(("capsule", (hip, kne, rt + loose, rk + loose), L.PANTS, cloth))
+        if ank is not None:
+            prims.append(("capsule", (kne, ank, rk + loose, ra + loose), L.PANTS, cloth))
+    elif ident.lower == "shorts":
+        re = rt + (rk - rt) * ident.shorts_end + loose
+        prims.append(("capsule", (hip, shorts_end, rt + loose, re), L.PANTS, cloth))
+    if ank is not None:
+        prims.append(("capsule", (ank, toe, ra * 1.1, ra * 1.1), label, shoe))
+    return prims
+
+
+def _lower_garment(ident: Identity, w_hip, legs, to_body=_as_is):
+    """The lower garment's body: pants / shorts from the waist to the crotch, or the skirt.
+
+    Points are torso coordinates ``(u, v)`` (lateral, down from the neck; the mid-hip
+    point at ``v = torso_len``) that ``to_body`` maps to body units; ``w_hip`` is the
+    half width at the hips; ``legs`` holds each leg's joints (hip, then knee and ankle
+    where drawn) in torso coordinates: the skirt's hem reaches over both legs.
+    """
+    hip_y = ident.torso_len
+    if ident.lower in ("pants", "shorts"):
+        crotch = hip_y + 0.06
+        quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (w_hip * 0.9, crotch),
+                (-w_hip * 0.9, crotch)]  # fmt: skip
+        return [("poly", [to_body(*q) for q in quad], L.PANTS, _LO)]
+    # Skirt: a trapezoid from the waist to the hem, wide enough for both legs.
+    hem_y = hip_y + ident.skirt_len
+    xs = []
+    for chain in legs:
+        for a, b in zip(chain, chain[1:]):
+            if (a[1] - hem_y) * (b[1] - hem_y) <= 0 and a[1] != b[1]:
+                t = (hem_y - a[1]) / (b[1] - a[1])
+                xs.append(a[0] + t * (b[0] - a[0]))
+        xs.append(chain[1][0] if len(chain) > 1 and chain[1][1] < hem_y else chain[0][0])
+    margin = ident.leg_r * 1.4
+    lo_x = min(min(xs) - margin, -w_hip - 0.01)
+    hi_x = max(max(xs) + margin, w_hip + 0.01)
+    quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (hi_x, hem_y), (lo_x, hem_y)]
+    return [("poly", [to_body(*q) for q in quad], L.SKIRT, _LO)]
+
+
+def _torso(ident: Identity, ws, ww, wh, wn, to_body=_as_is):
+    """The upper garment's torso polygon and the capsule rounding its shoulders.
+
+    Half widths (already projected) at the shoulders ``ws``, waist ``ww``, hem ``wh`` and
+    neck ``wn``; points in torso coordinates as in ``_lower_garment``.
+    """
+    hip_y = ident.torso_len
+    hem = hip_y + 0.035
+    rs = min(ident.arm_r * 1.2, ws * 0.5)  # rounded shoulders: a capsule over the top corners
+    torso = [
+        to_body(-wn, -0.01), to_body(-ws, rs), to_body(-ws, 0.07), to_body(-ww, hip_y * 0.62),
+        to_body(-wh, hem), to_body(wh, hem), to_body(ww, hip_y * 0.62), to_body(ws, 0.07),
+        to_body(ws, rs), to_body(wn, -0.01),
+    ]  # fmt: skip
+    shoulders = (to_body(-ws + rs, rs), to_body(ws - rs, rs), rs, rs)
+    return [("poly", torso, L.UPPER, _UP), ("capsule", shoulders, L.UPPER, _UP)]
+
+
+def _head(groups, ident: Identity, head_pt, angle_deg, cos_t, sin_t, long_end, face_marks=(), dots=()):
+    """Adds the head to the drawing groups: hair cap, face, mouth (group 7), and bob or long
+    hair behind the head (group 0, 6 or 8 by the view).
+
+    ``head_pt`` maps head-local ``(x, y, z)`` in head radii (around the head centre) to
+    body units; ``angle_deg`` is the head's tilt in the image; ``long_end`` is where long
+    hair ends (body units); ``face_marks`` are drawn on the face before the mouth, when the
+    face shows; ``dots`` last, whatever the view.
+    """
+    rx, ry = ident.head_rx, ident.head_ry
+    fx = sin_t  # screen-x component of the facing direction
+    style = ident.hair_style
+    head_items = []
+    back_hair = None
+    if style in ("bob", "long"):
+        end = head_pt((0.0, 0.9, 0.0)) if style == "bob" else long_end
+        start = head_pt((-fx * 0.25, -0.2, 0.0))
+        end = (end[0] - fx * 0.25 * rx, end[1])
+        hw = rx * (1.15 - 0.2 * abs(fx))
+        back_hair = [("capsule", (start, end, hw, hw * 0.9), L.HAIR, _HAIR)]
+    cap_scale = 1.0 if style == "buzz" else 1.1
+    cap_c = head_pt((-fx * 0.1, -0.1 if style == "buzz" else -0.14, 0.0))
+    head_items.append(("ellipse", (cap_c, (rx * cap_scale, ry * 1.0), angle_deg), L.HAIR, _HAIR))
+    if cos_t > -0.3:  # the face shows from the front and the side (|yaw| <= 105)
+        top = -0.55 if style == "buzz" else -0.62
+        face_c = head_pt((0.32 * fx, (top + 1.0) / 2, 0.0))
+        axes = (rx * (0.86 - 0.12 * abs(fx)), ry * (1.0 - top) / 2)
+        head_items.append(("ellipse", (face_c, axes, angle_deg), L.FACE, _SKIN))
+        head_items.extend(face_marks)
+        if cos_t > 0.5:
+            m0, m1 = head_pt((-0.25, 0.55, 0.9)), head_pt((0.25, 0.55, 0.9))
+            head_items.append(("capsule", (m0, m1, rx * 0.07, rx * 0.07), L.FACE, _FEATURE))
+    head_items.extend(dots)
+    groups[7].append((0.0, head_items))
+    if back_hair:
+        g = 0 if cos_t > 0.25 else (8 if cos_t < -0.25 else 6)
+        groups[g].append((0.0, back_hair))
+
+
 def _build(ident: Identity, pose: Pose):
     """Posed primitives and keypoints in body units (x right, y down, neck at the origin)."""
     th = math.radians(pose.yaw)
@@ -408,12 +559,12 @@ def _build(ident: Identity, pose: Pose):
     pivot = (0.0, ident.torso_len)
     cr, sr = math.cos(math.radians(pose.roll)), math.sin(math.radians(pose.roll))
 
-    def lean(q):
-        dx, dy = q[0] - pivot[0], q[1] - pivot[1]
+    def lean(x, y):
+        dx, dy = x - pivot[0], y - pivot[1]
         return (pivot[0] + cr * dx - sr * dy, pivot[1] + sr * dx + cr * dy)
 
     def up(p):  # project a 3-D upper-body point and lean it
-        return lean(proj(p))
+        return lean(*proj(p))
 
     kp = [None] * 18
     neck3 = (0.0, 0.0, 0.0)
@@ -442,20 +593,7 @@ def _build(ident: Identity, pose: Pose):
         for p0, p1, r0, r1, which in segs:
             dep = 0.5 * (depth(p0) + depth(p1))
             shade = dep < torso_depth
-            skin = _SKIN_SH if shade else _SKIN
-            cloth = _UP_SH if shade else _UP
-            prims = [("capsule", (up(p0), up(p1), r0, r1), lab, skin)]
-            cover = None
-            if ident.upper == "short" and which == "upper":
-                cover = ident.sleeve_end
-            elif ident.upper == "long" and which in ("upper", "fore"):
-                cover = 1.0 if which == "upper" else 0.95
-            if cover is not None:
-                pe = _add(p0, tuple(b - a for a, b in zip(p0, p1)), cover)
-                rr = ident.arm_r * 0.3
-                re = r0 + (r1 - r0) * cover
-                prims.append(("capsule", (up(p0), up(pe), r0 + rr, re + rr), L.UPPER, cloth))
-            groups[9 if not shade else 1].append((dep, prims))
+            groups[9 if not shade else 1].append((dep, _arm_segment(ident, lab, shade, p0, p1, r0, r1, which, up)))
 
     # --- legs ----------------------------------------------------------------------------
     hip_y = ident.torso_len
@@ -472,58 +610,16 @@ def _build(ident: Identity, pose: Pose):
             kp[KP[n]] = proj(p)
         leg_pts[lateral] = (proj(hip), proj(kne), proj(ank))
         dep = sum(depth(p) for p in (hip, kne, ank)) / 3
-        shade = dep < -0.02
-        skin = _SKIN_SH if shade else _SKIN
-        cloth = _LO_SH if shade else _LO
-        shoe = _SHOE_SH if shade else _SHOE
-        lab = leg_lab[lateral]
-        rt, rk, ra = ident.leg_r, ident.leg_r * 0.75, ident.leg_r * 0.55
-        prims = [
-            ("capsule", (proj(hip), proj(kne), rt, rk), lab, skin),
-            ("capsule", (proj(kne), proj(ank), rk, ra), lab, skin),
-        ]
-        loose = ident.leg_r * 0.2
-        if ident.lower == "pants":
-            prims.append(("capsule", (proj(hip), proj(kne), rt + loose, rk + loose), L.PANTS, cloth))
-            prims.append(("capsule", (proj(kne), proj(ank), rk + loose, ra + loose), L.PANTS, cloth))
-        elif ident.lower == "shorts":
-            e = ident.shorts_end
-            pe = proj(_add(hip, d1, ident.thigh * e))
-            re = rt + (rk - rt) * e + loose
-            prims.append(("capsule", (proj(hip), pe, rt + loose, re), L.PANTS, cloth))
-        prims.append(("capsule", (proj(ank), proj(toe), ra * 1.1, ra * 1.1), lab, shoe))
+        shorts_end = proj(_add(hip, d1, ident.thigh * ident.shorts_end))
+        prims = _leg(ident, leg_lab[lateral], dep < -0.02, *leg_pts[lateral], proj(toe), shorts_end)
         groups[2].append((dep, prims))
 
     def width(a, d):  # projected half width of a torso cross-section ellipse
         return math.sqrt((a * cos_t) ** 2 + (d * sin_t) ** 2)
 
-    # --- lower garment body ---------------------------------------------------------------
+    # --- lower garment body (body units are the torso coordinates here: no lean) ----------
     w_hip = width(ident.hip_half, ident.chest_depth)
-    if ident.lower in ("pants", "shorts"):
-        crotch = hip_y + 0.06
-        groups[3].append((0.0, [(
-            "poly",
-            [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (w_hip * 0.9, crotch),
-             (-w_hip * 0.9, crotch)],
-            L.PANTS, _LO,
-        )]))  # fmt: skip
-    else:  # skirt: a trapezoid from the waist to the hem, wide enough for both legs
-        hem_y = hip_y + ident.skirt_len
-        xs = []
-        for hip2, kne2, ank2 in leg_pts.values():
-            for a, b in ((hip2, kne2), (kne2, ank2)):
-                if (a[1] - hem_y) * (b[1] - hem_y) <= 0 and a[1] != b[1]:
-                    t = (hem_y - a[1]) / (b[1] - a[1])
-                    xs.append(a[0] + t * (b[0] - a[0]))
-            xs.append(kne2[0] if kne2[1] < hem_y else hip2[0])
-        margin = ident.leg_r * 1.4
-        lo_x = min(min(xs) - margin, -w_hip - 0.01)
-        hi_x = max(max(xs) + margin, w_hip + 0.01)
-        groups[3].append((0.0, [(
-            "poly",
-            [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (hi_x, hem_y), (lo_x, hem_y)],
-            L.SKIRT, _LO,
-        )]))  # fmt: skip
+    groups[3].append((0.0, _lower_garment(ident, w_hip, leg_pts.values())))
 
     # --- neck and torso ---------------------------------------------------------------------
     head_c3 = (0.0, -ident.neck_len - ident.head_ry * 0.85, 0.0)
@@ -533,16 +629,8 @@ def _build(ident: Identity, pose: Pose):
     ww = width(ident.waist_half, ident.chest_depth * 0.85)
     wh = width(ident.hip_half * 1.02, ident.chest_depth)
     wn = width(neck_r * 1.6, neck_r * 1.6)
-    hem = hip_y + 0.035
     # Widths are already projected: only the lean applies.
-    rs = min(ident.arm_r * 1.2, ws * 0.5)  # rounded shoulders: a capsule over the top corners
-    torso = [
-        lean((-wn, -0.01)), lean((-ws, rs)), lean((-ws, 0.07)), lean((-ww, hip_y * 0.62)),
-        lean((-wh, hem)), lean((wh, hem)), lean((ww, hip_y * 0.62)), lean((ws, 0.07)),
-        lean((ws, rs)), lean((wn, -0.01)),
-    ]  # fmt: skip
-    shoulders = (lean((-ws + rs, rs)), lean((ws - rs, rs)), rs, rs)
-    groups[5].append((0.0, [("poly", torso, L.UPPER, _UP), ("capsule", shoulders, L.UPPER, _UP)]))
+    groups[5].append((0.0, _torso(ident, ws, ww, wh, wn, lean)))
 
     # --- head ------------------------------------------------------------------------------
     rx, ry = ident.head_rx, ident.head_ry
@@ -564,41 +652,14 @@ def _build(ident: Identity, pose: Pose):
         visible[n] = facing(normal) > thresh
         kp[KP[n]] = head_pt(pos) if visible[n] else None
 
-    angle_deg = pose.roll + pose.head_roll
-    fx = sin_t  # screen-x component of the facing direction
-    style = ident.hair_style
-    head_items = []
-    back_hair = None
-    if style in ("bob", "long"):
-        end = head_pt((0.0, 0.9, 0.0)) if style == "bob" else up((0.0, 0.14, 0.0))
-        start = head_pt((-fx * 0.25, -0.2, 0.0))
-        end = (end[0] - fx * 0.25 * rx, end[1])
-        hw = rx * (1.15 - 0.2 * abs(fx))
-        back_hair = [("capsule", (start, end, hw, hw * 0.9), L.HAIR, _HAIR)]
-    cap_scale = 1.0 if style == "buzz" else 1.1
-    cap_c = head_pt((-fx * 0.1, -0.1 if style == "buzz" else -0.14, 0.0))
-    head_items.append(("ellipse", (cap_c, (rx * cap_scale, ry * 1.0), angle_deg), L.HAIR, _HAIR))
-    if cos_t > -0.3:  # the face shows from the front and the side (|yaw| <= 105)
-        top = -0.55 if style == "buzz" else -0.62
-        fcx = 0.32 * fx
-        face_c = head_pt((fcx, (top + 1.0) / 2, 0.0))
-        axes = (rx * (0.86 - 0.12 * abs(fx)), ry * (1.0 - top) / 2)
-        head_items.append(("ellipse", (face_c, axes, angle_deg), L.FACE, _SKIN))
-        if visible["nose"] and abs(fx) > 0.5:  # the nose shows in profile
-            head_items.append(("capsule", (kp[KP["nose"]], kp[KP["nose"]], rx * 0.16, rx * 0.16),
-                               L.FACE, _SKIN))  # fmt: skip
-        for eye in ("Leye", "Reye"):
-            if visible[eye]:
-                e = kp[KP[eye]]
-                head_items.append(("capsule", (e, e, rx * 0.13, rx * 0.13), L.FACE, _FEATURE))
-        if cos_t > 0.5:
-            m0, m1 = head_pt((-0.25, 0.55, 0.9)), head_pt((0.25, 0.55, 0.9))
-            head_items.append(("capsule", (m0, m1, rx * 0.07, rx * 0.07), L.FACE, _FEATURE))
-    groups[7].append((0.0, head_items))
-    if back_hair:
-        g = 0 if cos_t > 0.25 else (8 if cos_t < -0.25 else 6)
-        groups[g].append((0.0, back_hair))
-
+    marks = []  # on the face: the nose in profile, the visible eyes
+    if visible["nose"] and abs(sin_t) > 0.5:
+        marks.append(("capsule", (kp[KP["nose"]], kp[KP["nose"]], rx * 0.16, rx * 0.16), L.FACE, _SKIN))
+    for eye in ("Leye", "Reye"):
+        if visible[eye]:
+            e = kp[KP[eye]]
+            marks.append(("capsule", (e, e, rx * 0.13, rx * 0.13), L.FACE, _FEATURE))
+    _head(groups, ident, head_pt, pose.roll + pose.head_roll, cos_t, sin_t, up((0.0, 0.14, 0.0)), marks)
     return _assemble(groups), kp
 
 
@@ -620,10 +681,6 @@ def _assemble(groups) -> _Scene:
                 else:
                     scene.ellipse(*data, label, material)
     return scene
-
-
-def _lerp(a, b, t):
-    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
 
 
 def _unit(v, fallback):
@@ -698,24 +755,12 @@ def _build_from_keypoints(ident: Identity, pose: KeypointPose):
         # near arm in front and the far one behind the torso in a side view.
         dep = -lateral * sin_t * ident.shoulder_half
         shade = dep < torso_depth
-        skin = _SKIN_SH if shade else _SKIN
-        cloth = _UP_SH if shade else _UP
         for p0, p1, r0, r1, which in segs:
-            prims = [("capsule", (p0, p1, r0, r1), arm_lab[lateral], skin)]
-            cover = None
-            if ident.upper == "short" and which == "upper":
-                cover = ident.sleeve_end
-            elif ident.upper == "long" and which in ("upper", "fore"):
-                cover = 1.0 if which == "upper" else 0.95
-            if cover is not None:
-                rr = ident.arm_r * 0.3
-                re = r0 + (r1 - r0) * cover
-                prims.append(("capsule", (p0, _lerp(p0, p1, cover), r0 + rr, re + rr), L.UPPER,
-                              cloth))  # fmt: skip
-            groups[9 if not shade else 1].append((dep, prims))
+            groups[9 if not shade else 1].append(
+                (dep, _arm_segment(ident, arm_lab[lateral], shade, p0, p1, r0, r1, which))
+            )
 
     # --- legs ----------------------------------------------------------------------------
-    hip_y = ident.torso_len  # the mid-hip point's v
     leg_lab = {-1: L.RIGHT_LEG, 1: L.LEFT_LEG}
     leg_local = {}
     for lateral, names in ((-1, ("Rhip", "Rkne", "Rank")), (1, ("Lhip", "Lkne", "Lank"))):
@@ -727,35 +772,10 @@ def _build_from_keypoints(ident: Identity, pose: KeypointPose):
         # Side view: the far leg first and shaded; front and back: the leg whose lowest
         # point is lower in the image is the nearer one (the camera looks down on people).
         dep = -lateral * sin_t * ident.hip_joint_half + 0.01 * max(p[1] for p in chain)
-        shade = dep < -0.02
-        skin = _SKIN_SH if shade else _SKIN
-        cloth = _LO_SH if shade else _LO
-        shoe = _SHOE_SH if shade else _SHOE
-        lab = leg_lab[lateral]
-        rt, rk, ra = ident.leg_r, ident.leg_r * 0.75, ident.leg_r * 0.55
-        loose = ident.leg_r * 0.2
-        prims = []
-        if kne is None:  # no leg below the hip: its top only, under the lower garment
-            prims.append(("capsule", (hip, hip, rt, rt), lab, skin))
-            if ident.lower in ("pants", "shorts"):
-                prims.append(("capsule", (hip, hip, rt + loose, rt + loose), L.PANTS, cloth))
-        else:
-            prims.append(("capsule", (hip, kne, rt, rk), lab, skin))
-            if ank is not None:
-                prims.append(("capsule", (kne, ank, rk, ra), lab, skin))
-            if ident.lower == "pants":
-                prims.append(("capsule", (hip, kne, rt + loose, rk + loose), L.PANTS, cloth))
-                if ank is not None:
-                    prims.append(("capsule", (kne, ank, rk + loose, ra + loose), L.PANTS, cloth))
-            elif ident.lower == "shorts":
-                e = ident.shorts_end
-                re = rt + (rk - rt) * e + loose
-                prims.append(("capsule", (hip, _lerp(hip, kne, e), rt + loose, re), L.PANTS,
-                              cloth))  # fmt: skip
-        if ank is not None:  # the foot points where the person faces, down in the image
-            toe = (ank[0] + sin_t * ident.foot_len, ank[1] + 0.35 * ident.foot_len)
-            prims.append(("capsule", (ank, toe, ra * 1.1, ra * 1.1), lab, shoe))
-        groups[2].append((dep, prims))
+        # No knee: the leg's top only; the foot points where the person faces, down in the image.
+        shorts_end = None if kne is None else _lerp(hip, kne, ident.shorts_end)
+        toe = None if ank is None else (ank[0] + sin_t * ident.foot_len, ank[1] + 0.35 * ident.foot_len)
+        groups[2].append((dep, _leg(ident, leg_lab[lateral], dep < -0.02, hip, kne, ank, toe, shorts_end)))
 
     # Widths of the torso shapes: the identity's, projected with the turn the row's
     # shoulders show (as ``_build``'s ``width``), widened to reach the row's joints.
@@ -770,25 +790,7 @@ def _build_from_keypoints(ident: Identity, pose: KeypointPose):
     # --- lower garment body ---------------------------------------------------------------
     w_hip = max(width(ident.hip_half, ident.chest_depth),
                 max(map(abs, u_hip)) + ident.hip_half - ident.hip_joint_half)  # fmt: skip
-    if ident.lower in ("pants", "shorts"):
-        crotch = hip_y + 0.06
-        quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (w_hip * 0.9, crotch),
-                (-w_hip * 0.9, crotch)]  # fmt: skip
-        groups[3].append((0.0, [("poly", [loc(*q) for q in quad], L.PANTS, _LO)]))
-    else:  # skirt: a trapezoid from the waist to the hem, wide enough for both legs
-        hem_y = hip_y + ident.skirt_len
-        xs = []
-        for chain in leg_local.values():
-            for a, b in zip(chain, chain[1:]):
-                if (a[1] - hem_y) * (b[1] - hem_y) <= 0 and a[1] != b[1]:
-                    t = (hem_y - a[1]) / (b[1] - a[1])
-                    xs.append(a[0] + t * (b[0] - a[0]))
-            xs.append(chain[1][0] if len(chain) > 1 and chain[1][1] < hem_y else chain[0][0])
-        margin = ident.leg_r * 1.4
-        lo_x = min(min(xs) - margin, -w_hip - 0.01)
-        hi_x = max(max(xs) + margin, w_hip + 0.01)
-        quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (hi_x, hem_y), (lo_x, hem_y)]
-        groups[3].append((0.0, [("poly", [loc(*q) for q in quad], L.SKIRT, _LO)]))
+    groups[3].append((0.0, _lower_garment(ident, w_hip, leg_local.values(), loc)))
 
     # --- neck and torso ---------------------------------------------------------------------
     rx, ry = ident.head_rx, ident.head_ry
@@ -813,14 +815,7 @@ def _build_from_keypoints(ident: Identity, pose: KeypointPose):
              ident.chest_depth * 0.85)  # fmt: skip
     wh = max(width(ident.hip_half * 1.02, ident.chest_depth), w_hip * 1.02)
     wn = neck_r * 1.6
-    hem = hip_y + 0.035
-    rs = min(ident.arm_r * 1.2, ws * 0.5)
-    torso = [
-        loc(-wn, -0.01), loc(-ws, rs), loc(-ws, 0.07), loc(-ww, hip_y * 0.62), loc(-wh, hem),
-        loc(wh, hem), loc(ww, hip_y * 0.62), loc(ws, 0.07), loc(ws, rs), loc(wn, -0.01),
-    ]  # fmt: skip
-    shoulders = (loc(-ws + rs, rs), loc(ws - rs, rs), rs, rs)
-    groups[5].append((0.0, [("poly", torso, L.UPPER, _UP), ("capsule", shoulders, L.UPPER, _UP)]))
+    groups[5].append((0.0, _torso(ident, ws, ww, wh, wn, loc)))
 
     # --- head ------------------------------------------------------------------------------
     # Tilt: the neck -> head centre direction against the image's up, at most 45 degrees.
@@ -831,42 +826,18 @@ def _build_from_keypoints(ident: Identity, pose: KeypointPose):
         x, y = (local[0] * cos_t + local[2] * sin_t) * rx, local[1] * ry
         return (hc[0] + ca * x - sa * y, hc[1] + sa * x + ca * y)
 
-    angle_deg = math.degrees(a)
-    fx = sin_t
-    style = ident.hair_style
-    head_items = []
-    back_hair = None
-    if style in ("bob", "long"):
-        end = head_pt((0.0, 0.9, 0.0)) if style == "bob" else loc(0.0, 0.14)
-        start = head_pt((-fx * 0.25, -0.2, 0.0))
-        end = (end[0] - fx * 0.25 * rx, end[1])
-        hw = rx * (1.15 - 0.2 * abs(fx))
-        back_hair = [("capsule", (start, end, hw, hw * 0.9), L.HAIR, _HAIR)]
-    cap_scale = 1.0 if style == "buzz" else 1.1
-    cap_c = head_pt((-fx * 0.1, -0.1 if style == "buzz" else -0.14, 0.0))
-    head_items.append(("ellipse", (cap_c, (rx * cap_scale, ry * 1.0), angle_deg), L.HAIR, _HAIR))
-    if cos_t > -0.3:  # the face shows from the front and the side
-        top = -0.55 if style == "buzz" else -0.62
-        face_c = head_pt((0.32 * fx, (top + 1.0) / 2, 0.0))
-        axes = (rx * (0.86 - 0.12 * abs(fx)), ry * (1.0 - top) / 2)
-        head_items.append(("ellipse", (face_c, axes, angle_deg), L.FACE, _SKIN))
-        if cos_t > 0.5:
-            m0, m1 = head_pt((-0.25, 0.55, 0.9)), head_pt((0.25, 0.55, 0.9))
-            head_items.append(("capsule", (m0, m1, rx * 0.07, rx * 0.07), L.FACE, _FEATURE))
-    for n in face:  # a dot on every present face point, so that it lies on the head
+    dots = []  # a dot on every present face point, so that it lies on the head
+    for n in face:
         p = kp[KP[n]]
         if n in ("Lear", "Rear"):
-            head_items.append(("capsule", (p, p, rx * 0.25, rx * 0.25), L.FACE, _SKIN))
+            dots.append(("capsule", (p, p, rx * 0.25, rx * 0.25), L.FACE, _SKIN))
         elif cos_t <= -0.3:  # back view: the row's nose or eyes are on the back of the head
-            head_items.append(("capsule", (p, p, rx * 0.16, rx * 0.16), L.HAIR, _HAIR))
+            dots.append(("capsule", (p, p, rx * 0.16, rx * 0.16), L.HAIR, _HAIR))
         elif n == "nose":
-            head_items.append(("capsule", (p, p, rx * 0.16, rx * 0.16), L.FACE, _SKIN))
+            dots.append(("capsule", (p, p, rx * 0.16, rx * 0.16), L.FACE, _SKIN))
         else:
-            head_items.append(("capsule", (p, p, rx * 0.13, rx * 0.13), L.FACE, _FEATURE))
-    groups[7].append((0.0, head_items))
-    if back_hair:
-        g = 0 if cos_t > 0.25 else (8 if cos_t < -0.25 else 6)
-        groups[g].append((0.0, back_hair))
+            dots.append(("capsule", (p, p, rx * 0.13, rx * 0.13), L.FACE, _FEATURE))
+    _head(groups, ident, head_pt, math.degrees(a), cos_t, sin_t, loc(0.0, 0.14), dots=dots)
     return _assemble(groups), kp
 
 
