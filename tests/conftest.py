@@ -101,3 +101,20 @@ def _trained_info(tmp_path_factory):
             info = {"data": data, "workdir": workdir, "export": export}
             done.write_text(json.dumps(info))
     return info
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the long test that needs no trained model first and the tests that need the shared
+    trained model (the ``trained`` fixture) last.
+
+    Under xdist the first worker to need that model trains it while the others wait on its
+    lock; with this order the other worker is busy with the long test meanwhile. The sort is
+    stable: the order within each group is the collection order.
+    """
+
+    def group(item):
+        if item.nodeid.startswith("tests/test_deepfashion176.py"):
+            return 0
+        return 2 if "trained" in getattr(item, "fixturenames", ()) else 1
+
+    items.sort(key=group)
