@@ -36,6 +36,14 @@ class ModelError(ValueError):
     """The model directory, workdir or config cannot be used."""
 
 
+class CheckpointMismatchError(ModelError):
+    """A checkpoint does not hold every weight of the networks the config builds."""
+
+
+class NoParserError(ModelError):
+    """The workdir's parser stage has not run: there is no human parser to load."""
+
+
 # ---------------------------------------------------------------- locating models
 
 
@@ -206,7 +214,7 @@ def _restore(path, what, config, keys) -> networks.Networks:
     try:
         networks.restore(nets, path, keys)
     except (networks.IncompleteCheckpointError, ValueError, tf.errors.OpError) as e:
-        raise ModelError(
+        raise CheckpointMismatchError(
             f"{path}: cannot restore {what} with this config (does --config match the run?): {e}"
         ) from None
     return nets
@@ -289,13 +297,14 @@ def load_parser(workdir: str, config=None) -> Parser:
         None for the run's resolved ``WORKDIR/config.json``.
 
     Raises:
-      ModelError: no workdir / config, or no parser checkpoint (the message names
-        ``WORKDIR/parser`` and the command that trains it).
+      ModelError: no workdir / config; NoParserError: no parser checkpoint (the
+        message names ``WORKDIR/parser`` and the command that trains it);
+      CheckpointMismatchError: the checkpoint does not fit the config.
     """
     config = _workdir_config(workdir, config)
     parser, why = _parser(config, os.fspath(workdir))
     if parser is None:
-        raise ModelError(why)
+        raise NoParserError(why)
     return parser
 
 

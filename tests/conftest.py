@@ -20,18 +20,14 @@ except RuntimeError:  # already initialised in this process
 
 import pytest  # noqa: E402
 
+from tests.helpers import make_people  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny synthetic people set (64x32 on disk) with a random pseudo-pairs file."""
-    from spt_tf.data import formats, synthetic
-
     root = str(tmp_path_factory.mktemp("tiny_data"))
-    synthetic.generate(root, identities=6, poses_per_identity=3, height=64, width=32, seed=3, test_fraction=0.34)
-    names = list(formats.read_annotations(os.path.join(root, "annotation-train.csv")))
-    pairs = [(a, names[(i + 2) % len(names)]) for i, a in enumerate(names)]
-    formats.write_pairs(os.path.join(root, "pseudo-pairs.csv"), pairs)
-    return root
+    return make_people(root, identities=6, poses=3, height=64, width=32, seed=3, test_fraction=0.34, pair_shift=2)
 
 
 @pytest.fixture
@@ -84,16 +80,11 @@ def _trained_info(tmp_path_factory):
             info = json.loads(done.read_text())
         else:
             from spt_tf import evaluation
-            from spt_tf.data import formats, synthetic
             from spt_tf.export import module
             from spt_tf.training import loop
 
-            data = str(root / "data")
-            synthetic.generate(data, identities=6, poses_per_identity=3, height=64, width=32, seed=3,
-                               test_fraction=0.34)  # fmt: skip
-            names = list(formats.read_annotations(os.path.join(data, "annotation-train.csv")))
-            formats.write_pairs(os.path.join(data, "pseudo-pairs.csv"),
-                                [(a, names[(i + 2) % len(names)]) for i, a in enumerate(names)])  # fmt: skip
+            data = make_people(str(root / "data"), identities=6, poses=3, height=64, width=32, seed=3,
+                               test_fraction=0.34, pair_shift=2)  # fmt: skip
             config.data.root = data
             workdir = str(root / "workdir")
             loop.run(config, workdir, "all", validators=evaluation.stage_validators())
@@ -101,6 +92,23 @@ def _trained_info(tmp_path_factory):
             info = {"data": data, "workdir": workdir, "export": export}
             done.write_text(json.dumps(info))
     return info
+
+
+@pytest.fixture(scope="session")
+def parser_workdir(tmp_path_factory, _trained_info):
+    """A copy of the trained workdir whose parser stage ran 2 steps as well."""
+    import shutil
+
+    from configs import testing
+    from spt_tf import evaluation
+    from spt_tf.training import loop
+
+    wd = str(tmp_path_factory.mktemp("parser_workdir") / "workdir")
+    shutil.copytree(_trained_info["workdir"], wd)
+    config = testing.get_config()
+    config.data.root = _trained_info["data"]
+    loop.train_stage(config, wd, "parser", validators=evaluation.stage_validators())
+    return wd
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,6 +13,7 @@ from spt_tf import labels
 from spt_tf.apps import figures, parsing, resize
 from spt_tf.apps import keypoints as kpl
 from spt_tf.data import formats
+from tests.helpers import app_args
 
 # ------------------------------------------------------------------ hand-made references
 
@@ -344,14 +345,6 @@ def _load_each_model_once(monkeypatch):
     monkeypatch.setattr(predictor, "load", load)
 
 
-def _args(*argv):
-    import argparse
-
-    from spt_tf.apps import __main__ as cli
-
-    return cli.build_parser(argparse.ArgumentParser).parse_args(list(argv))
-
-
 def _test_files(data):
     csv = os.path.join(data, "annotation-test.csv")
     names = list(formats.read_annotations(csv))
@@ -364,7 +357,7 @@ def test_pose_transfer_saved_model_and_workdir(trained, tmp_path):
     csv, people = _test_files(trained["data"])
     (img_a, par_a, _), (img_b, _, name_b) = people[0], people[1]
     base = ["pose-transfer", "--image", img_a, "--parsing", par_a, "--keypoints_csv", csv, "--target_image", img_b]
-    res = cli.run(_args(*base, "--model", os.path.dirname(trained["export"]), "--out", str(tmp_path / "sm")))
+    res = cli.run(app_args(*base, "--model", os.path.dirname(trained["export"]), "--out", str(tmp_path / "sm")))
     photo = formats.read_image(img_b)
     assert res["image"].shape == photo.shape and res["parsing"].shape == photo.shape[:2]
     assert res["parsing"].max() < labels.NUM_LABELS
@@ -383,7 +376,7 @@ def test_pose_transfer_saved_model_and_workdir(trained, tmp_path):
     np.testing.assert_array_equal(res["parsing"], cv2.resize(ref["parsing"][0], (32, 64),
                                                              interpolation=cv2.INTER_NEAREST))  # fmt: skip
     # The workdir path: same command, same shapes and files.
-    wd = cli.run(_args(*base, "--workdir", trained["workdir"], "--out", str(tmp_path / "wd")))  # WORKDIR/config.json
+    wd = cli.run(app_args(*base, "--workdir", trained["workdir"], "--out", str(tmp_path / "wd")))  # WORKDIR/config.json
     assert wd["image"].shape == photo.shape and wd["parsing"].max() < labels.NUM_LABELS
     assert os.path.isfile(wd["paths"]["figure"])
 
@@ -404,8 +397,8 @@ def test_cli_keypoint_tolerance_reads_points_outside_the_photo(trained, tmp_path
     base = ["pose-transfer", "--model", trained["export"], "--image", img_a, "--parsing", par_a,
             "--keypoints_csv", out_csv, "--target_image", img_b]  # fmt: skip
     with pytest.raises(formats.FormatError, match=r"shifted.csv, row \d+, field .keypoints_x."):
-        cli.run(_args(*base, "--out", str(tmp_path / "refused")))
-    res = cli.run(_args(*base, "--keypoint_tolerance", "40", "--out", str(tmp_path / "read")))
+        cli.run(app_args(*base, "--out", str(tmp_path / "refused")))
+    res = cli.run(app_args(*base, "--keypoint_tolerance", "40", "--out", str(tmp_path / "read")))
     assert res["image"].shape == formats.read_image(img_b).shape
 
 
@@ -431,26 +424,12 @@ def test_lip_parsing_through_the_app_and_detection(trained, tmp_path):
     csv, people = _test_files(trained["data"])
     (img_a, par_a, _), (_, _, name_b) = people[0], people[2]
     # SPT -> LIP by hand (one LIP label per SPT label); the app must convert it back.
-    to_lip = [
-        labels.LIP_LABELS.index(n)
-        for n in (
-            "background",
-            "face",
-            "hair",
-            "upper_clothes",
-            "pants",
-            "skirt",
-            "left_arm",
-            "right_arm",
-            "left_leg",
-            "right_leg",
-        )
-    ]
+    to_lip = [labels.LIP_LABELS.index(n) for n in labels.SPT_LABELS]
     spt = formats.read_parsing(par_a)
     formats.write_parsing(tmp_path / "lip.png", np.asarray(to_lip, np.uint8)[spt])
     model = ["--model", trained["export"], "--image", img_a, "--keypoints_csv", csv, "--target_name", name_b]
-    a = cli.run(_args("pose-transfer", *model, "--parsing", par_a, "--out", str(tmp_path / "spt")))
-    b = cli.run(_args("pose-transfer", *model, "--lip_parsing", str(tmp_path / "lip.png"),
+    a = cli.run(app_args("pose-transfer", *model, "--parsing", par_a, "--out", str(tmp_path / "spt")))
+    b = cli.run(app_args("pose-transfer", *model, "--lip_parsing", str(tmp_path / "lip.png"),
                       "--out", str(tmp_path / "lip")))  # fmt: skip
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["parsing"], b["parsing"])
@@ -468,7 +447,7 @@ def test_lip_parsing_through_the_app_and_detection(trained, tmp_path):
     with pytest.raises(predictor.ModelError, match="only a training workdir"):
         _saved_model(trained["export"]).detect_heatmaps(np.zeros((1, 32, 16, 3), np.uint8))
     # The CLI with P for both people (no CSV, no JSON).
-    res = cli.run(_args("pose-transfer", "--workdir", trained["workdir"], "--detect", "--detect_threshold", "0",
+    res = cli.run(app_args("pose-transfer", "--workdir", trained["workdir"], "--detect", "--detect_threshold", "0",
                         "--image", img_a, "--parsing", par_a, "--target_image", people[2][0],
                         "--out", str(tmp_path / "detect")))  # fmt: skip
     assert res["image"].shape == (64, 32, 3) and os.path.isfile(res["paths"]["figure"])
@@ -487,7 +466,7 @@ def test_texture_transfer_on_photos_of_other_sizes(trained, tmp_path):
     kp_b = np.where(kp_b < 0, -1, kp_b + [0, 8])
     xy = np.stack([kp_b[:, 1], kp_b[:, 0], (kp_b[:, 0] >= 0).astype(float)], 1).reshape(-1)
     (tmp_path / "b.json").write_text(json.dumps({"people": [{"pose_keypoints_2d": xy.tolist()}]}))
-    res = cli.run(_args("texture-transfer", "--model", trained["export"], "--image", img_a, "--parsing", par_a,
+    res = cli.run(app_args("texture-transfer", "--model", trained["export"], "--image", img_a, "--parsing", par_a,
                         "--keypoints_csv", csv, "--target_image", str(tmp_path / "b.png"),
                         "--target_parsing", str(tmp_path / "b_par.png"),
                         "--target_openpose_json", str(tmp_path / "b.json"), "--out", str(tmp_path / "tt")))  # fmt: skip
@@ -519,8 +498,23 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
     # A person whose upper clothes reach along an arm, so the sleeve edit changes something.
     img, par, name = next(p for p in people if (parsing.set_sleeves(formats.read_parsing(p[1]), table[p[2]], "none")
                                                 != formats.read_parsing(p[1])).any())  # fmt: skip
-    res = cli.run(_args("edit", "--model", trained["export"], "--image", img, "--parsing", par, "--keypoints_csv", csv,
-                        "--sleeves", "none", "--out", str(tmp_path / "ed")))  # fmt: skip
+    res = cli.run(
+        app_args(
+            "edit",
+            "--model",
+            trained["export"],
+            "--image",
+            img,
+            "--parsing",
+            par,
+            "--keypoints_csv",
+            csv,
+            "--sleeves",
+            "none",
+            "--out",
+            str(tmp_path / "ed"),
+        )
+    )
     orig = formats.read_parsing(par)
     edited = formats.read_parsing(res["paths"]["edited_parsing"])
     changed = edited != orig
@@ -535,8 +529,23 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
     painted = orig.copy()
     painted[orig == labels.UPPER] = labels.SKIRT
     formats.write_image(tmp_path / "painted.png", labels.colorize(painted))
-    res = cli.run(_args("edit", "--model", trained["export"], "--image", img, "--parsing", par, "--keypoints_csv", csv,
-                        "--labels", str(tmp_path / "painted.png"), "--out", str(tmp_path / "painted")))  # fmt: skip
+    res = cli.run(
+        app_args(
+            "edit",
+            "--model",
+            trained["export"],
+            "--image",
+            img,
+            "--parsing",
+            par,
+            "--keypoints_csv",
+            csv,
+            "--labels",
+            str(tmp_path / "painted.png"),
+            "--out",
+            str(tmp_path / "painted"),
+        )
+    )
     np.testing.assert_array_equal(res["edited_parsing"], painted)
     assert not np.array_equal(res["image"], res["reconstruction"])
 
@@ -548,26 +557,26 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
     bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": xy.tolist()}]}))
     base = ["edit", "--model", trained["export"], "--image", img, "--sleeves", "long", "--out", str(tmp_path / "x")]
     with pytest.raises(SystemExit) as e:
-        cli.main(_args(*base, "--parsing", par, "--openpose_json", str(bad)))
+        cli.main(app_args(*base, "--parsing", par, "--openpose_json", str(bad)))
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing Rhip, Lhip" in err and "torso" in err
     small = tmp_path / "small.png"
     formats.write_parsing(small, orig[:32])
     with pytest.raises(SystemExit):
-        cli.main(_args(*base, "--parsing", str(small), "--keypoints_csv", csv))
+        cli.main(app_args(*base, "--parsing", str(small), "--keypoints_csv", csv))
     assert "parsing size (32, 32) differs from the image" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(_args(*base, "--parsing", par, "--keypoints_csv", csv, "--name", "nobody.png"))
+        cli.main(app_args(*base, "--parsing", par, "--keypoints_csv", csv, "--name", "nobody.png"))
     assert "no row for image 'nobody.png'" in capsys.readouterr().err
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(SystemExit):
-        cli.main(_args("edit", "--model", trained["export"], "--image", str(tmp_path / "broken.png"),
+        cli.main(app_args("edit", "--model", trained["export"], "--image", str(tmp_path / "broken.png"),
                        "--parsing", par, "--keypoints_csv", csv, "--name", name, "--sleeves", "none",
                        "--out", str(tmp_path / "x")))  # fmt: skip
     assert "cannot decode the image" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(_args(*base, "--parsing", par, "--detect"))
+        cli.main(app_args(*base, "--parsing", par, "--detect"))
     assert "only a training workdir holds" in capsys.readouterr().err
 
 

@@ -7,18 +7,16 @@ frame, the depths (and so the padding of a width that is no power of two), the p
 generator and the face crop are the config's.
 """
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from configs import spt, testing
 from spt_tf import evaluation, networks
-from spt_tf.data import formats, synthetic
 from spt_tf.evaluation import evaluator
 from spt_tf.export import module
 from spt_tf.training import loop
+from tests.helpers import make_people
 
 SMALL = ("width_multiplier", "dropout", "d_layers", "d_filters", "pose_blocks", "pose_filters",
          "parser_width_multiplier", "vgg_weights")  # fmt: skip
@@ -51,12 +49,8 @@ def _config(root):
 
 
 def test_every_stage_export_and_evaluation_at_256x176(tmp_path):
-    data = str(tmp_path / "data")
-    synthetic.generate(data, identities=4, poses_per_identity=2, height=256, width=176, seed=5,
-                       test_fraction=0.5)  # fmt: skip
-    names = list(formats.read_annotations(os.path.join(data, "annotation-train.csv")))
-    formats.write_pairs(os.path.join(data, "pseudo-pairs.csv"),
-                        [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)])  # fmt: skip
+    data = make_people(str(tmp_path / "data"), identities=4, poses=2, height=256, width=176, seed=5,
+                       test_fraction=0.5, pair_shift=1)  # fmt: skip
     c = _config(data)
     c.train.fade_steps = 4
     assert (c.data.height, c.data.width) == (256, 176) and c.model.progressive

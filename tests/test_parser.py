@@ -5,7 +5,6 @@ and the applications with a predicted parsing instead of a parsing file."""
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from spt_tf.data import formats, pipeline
 from spt_tf.evaluation import human_parser as parser_eval
 from spt_tf.models import generators
 from spt_tf.training import loop
+from tests.helpers import app_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = 1.0 / 16
@@ -251,25 +251,6 @@ def test_a_few_dozen_steps_learn_to_parse(tiny_config, tmp_path):
 # ---------------------------------------------------------------- applications
 
 
-@pytest.fixture(scope="module")
-def parser_workdir(tmp_path_factory, _trained_info):
-    """A copy of the trained workdir whose parser stage ran 2 steps."""
-    wd = str(tmp_path_factory.mktemp("parser_app") / "workdir")
-    shutil.copytree(_trained_info["workdir"], wd)
-    config = testing.get_config()
-    config.data.root = _trained_info["data"]
-    loop.train_stage(config, wd, "parser", validators=evaluation.stage_validators())
-    return wd
-
-
-def _args(*argv):
-    import argparse
-
-    from spt_tf.apps import __main__ as cli
-
-    return cli.build_parser(argparse.ArgumentParser).parse_args(list(argv))
-
-
 def _people(data):
     csv = os.path.join(data, "annotation-test.csv")
     names = list(formats.read_annotations(csv))
@@ -286,7 +267,7 @@ def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
     csv, people = _people(trained["data"])
     (img_a, _, _), (img_b, _, name_b) = people[0], people[1]
     # Pose transfer from the workdir, its own parser.
-    res = cli.run(_args("pose-transfer", "--workdir", parser_workdir, "--parse", "--image", img_a,
+    res = cli.run(app_args("pose-transfer", "--workdir", parser_workdir, "--parse", "--image", img_a,
                         "--keypoints_csv", csv, "--target_image", img_b, "--out", str(tmp_path / "pt")))  # fmt: skip
     photo = formats.read_image(img_a)
     predicted = formats.read_parsing(res["paths"]["predicted_parsing"])
@@ -301,7 +282,7 @@ def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
     np.testing.assert_array_equal(predicted, lb.undo_labels(net_labels))
     np.testing.assert_array_equal(predicted, cv2.resize(net_labels, (32, 64), interpolation=cv2.INTER_NEAREST))
     # ...and from then on handled exactly like a given map.
-    given = cli.run(_args("pose-transfer", "--workdir", parser_workdir, "--image", img_a, "--parsing",
+    given = cli.run(app_args("pose-transfer", "--workdir", parser_workdir, "--image", img_a, "--parsing",
                           res["paths"]["predicted_parsing"], "--keypoints_csv", csv, "--target_image", img_b,
                           "--out", str(tmp_path / "given")))  # fmt: skip
     np.testing.assert_array_equal(given["image"], res["image"])
@@ -314,7 +295,7 @@ def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
     kp_b = np.where(kp_b < 0, -1, kp_b + [0, 8])
     xy = np.stack([kp_b[:, 1], kp_b[:, 0], (kp_b[:, 0] >= 0).astype(float)], 1).reshape(-1)
     (tmp_path / "b.json").write_text(json.dumps({"people": [{"pose_keypoints_2d": xy.tolist()}]}))
-    tt = cli.run(_args("texture-transfer", "--model", trained["export"], "--parse", "--parser_workdir",
+    tt = cli.run(app_args("texture-transfer", "--model", trained["export"], "--parse", "--parser_workdir",
                        parser_workdir, "--image", img_a, "--keypoints_csv", csv, "--target_image",
                        str(tmp_path / "b.png"), "--target_openpose_json", str(tmp_path / "b.json"),
                        "--out", str(tmp_path / "tt")))  # fmt: skip
@@ -328,7 +309,7 @@ def test_apps_with_the_trained_parser(trained, parser_workdir, tmp_path):
     painted = predicted.copy()
     painted[:, :16] = labels.SKIRT
     formats.write_parsing(tmp_path / "painted.png", painted)
-    ed = cli.run(_args("edit", "--workdir", parser_workdir, "--parse", "--image", img_a, "--keypoints_csv", csv,
+    ed = cli.run(app_args("edit", "--workdir", parser_workdir, "--parse", "--image", img_a, "--keypoints_csv", csv,
                        "--labels", str(tmp_path / "painted.png"), "--out", str(tmp_path / "ed")))  # fmt: skip
     np.testing.assert_array_equal(ed["edited_parsing"], painted)
     assert ed["changed_pixels"] == int((painted != predicted).sum()) > 0
@@ -343,7 +324,7 @@ def test_parse_errors_name_the_checkpoint_and_the_command(trained, tmp_path, cap
     base = ["edit", "--image", people[0][0], "--keypoints_csv", csv, "--sleeves", "none", "--out", str(tmp_path)]
     wd = trained["workdir"]  # all stages of Algorithm 1, no parser stage
     with pytest.raises(SystemExit) as e:
-        cli.main(_args(*base, "--workdir", wd, "--parse"))
+        cli.main(app_args(*base, "--workdir", wd, "--parse"))
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
@@ -352,12 +333,12 @@ def test_parse_errors_name_the_checkpoint_and_the_command(trained, tmp_path, cap
     with pytest.raises(predictor.ModelError, match="no human parser checkpoint"):
         predictor.load_parser(wd)
     with pytest.raises(SystemExit):
-        cli.main(_args(*base, "--model", trained["export"], "--parse"))
+        cli.main(app_args(*base, "--model", trained["export"], "--parse"))
     err = capsys.readouterr().err
     assert "only a training workdir holds" in err and "--parser_workdir W" in err
     with pytest.raises(SystemExit):
-        cli.main(_args(*base, "--model", trained["export"], "--parser_workdir", wd))
+        cli.main(app_args(*base, "--model", trained["export"], "--parser_workdir", wd))
     assert "--parser_workdir goes with --parse" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(_args(*base, "--model", trained["export"]))  # no parsing at all
+        cli.main(app_args(*base, "--model", trained["export"]))  # no parsing at all
     assert "--parse" in capsys.readouterr().err

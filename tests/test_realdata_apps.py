@@ -26,6 +26,7 @@ import pytest
 from spt_tf import labels
 from spt_tf.apps import keypoints as kpl
 from spt_tf.data import formats
+from tests.helpers import app_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.normpath(os.path.join(REPO, "..", "shared", "realdata", "spt_demo"))
@@ -97,34 +98,11 @@ def _load_each_model_once(monkeypatch):
     monkeypatch.setattr(predictor, "load_parser", load_parser)
 
 
-@pytest.fixture(scope="module")
-def parser_workdir(demo, tmp_path_factory, _trained_info):
-    """A copy of the trained workdir whose parser stage ran 2 steps (as tests/test_parser.py)."""
-    from configs import testing
-    from spt_tf import evaluation
-    from spt_tf.training import loop
-
-    wd = str(tmp_path_factory.mktemp("realdata_parser") / "workdir")
-    shutil.copytree(_trained_info["workdir"], wd)
-    config = testing.get_config()
-    config.data.root = _trained_info["data"]
-    loop.train_stage(config, wd, "parser", validators=evaluation.stage_validators())
-    return wd
-
-
-def _args(*argv):
-    import argparse
-
-    from spt_tf.apps import __main__ as cli
-
-    return cli.build_parser(argparse.ArgumentParser).parse_args(list(argv))
-
-
 def _pose_transfer(demo, a, b, *model, out, parsing=None, extra=()):
     """cli.run of ``pose-transfer`` A -> B with the CSV keypoints (by the photos' names)."""
     from spt_tf.apps import __main__ as cli
 
-    return cli.run(_args("pose-transfer", *model, "--image", demo[a], "--parsing", parsing or demo[a + "_parsing"],
+    return cli.run(app_args("pose-transfer", *model, "--image", demo[a], "--parsing", parsing or demo[a + "_parsing"],
                          "--keypoints_csv", demo["csv"], "--target_image", demo[b], "--out", str(out),
                          *extra))  # fmt: skip
 
@@ -258,7 +236,7 @@ def test_label_maps_int64_png_and_refusals(demo, trained, tmp_path, capsys):
         np.save(path, arr)
         src = "1_A" if name == "negative" else "3_B"
         with pytest.raises(SystemExit) as e:
-            cli.main(_args("pose-transfer", *model, "--image", demo[src], "--parsing", str(path), "--keypoints_csv",
+            cli.main(app_args("pose-transfer", *model, "--image", demo[src], "--parsing", str(path), "--keypoints_csv",
                            demo["csv"], "--target_image", demo["2_A"], "--out", str(tmp_path / name)))  # fmt: skip
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.startswith(f"error: {path}") and want[name] in err, (name, err)
@@ -284,13 +262,13 @@ def test_keypoints_by_name_and_the_back_view(demo, trained, tmp_path, capsys):
     # A photo under another file name: its row given by --name (and the target's by --target_name).
     shutil.copy(demo["3_B"], tmp_path / "photo.jpg")
     shutil.copy(demo["3_A"], tmp_path / "target.jpg")
-    renamed = cli.run(_args("pose-transfer", *model, "--image", str(tmp_path / "photo.jpg"), "--name", "3_B.jpg",
+    renamed = cli.run(app_args("pose-transfer", *model, "--image", str(tmp_path / "photo.jpg"), "--name", "3_B.jpg",
                             "--parsing", demo["3_B_parsing"], "--keypoints_csv", demo["csv"],
                             "--target_image", str(tmp_path / "target.jpg"), "--target_name", "3_A.jpg",
                             "--out", str(tmp_path / "renamed")))  # fmt: skip
     np.testing.assert_array_equal(renamed["image"], res["3_B", "3_A"]["image"])
     with pytest.raises(SystemExit):
-        cli.main(_args("pose-transfer", *model, "--image", str(tmp_path / "photo.jpg"), "--parsing",
+        cli.main(app_args("pose-transfer", *model, "--image", str(tmp_path / "photo.jpg"), "--parsing",
                        demo["3_B_parsing"], "--keypoints_csv", demo["csv"], "--target_image", demo["3_A"],
                        "--out", str(tmp_path / "x")))  # fmt: skip
     err = capsys.readouterr().err
@@ -328,7 +306,7 @@ def test_parsing_predicted_by_the_parser(demo, trained, parser_workdir, tmp_path
     parser = _parser(parser_workdir)
     assert parser.size == MODEL
     for a, b in AB_PAIRS:
-        res = cli.run(_args("pose-transfer", "--workdir", parser_workdir, "--parse", "--image", demo[a],
+        res = cli.run(app_args("pose-transfer", "--workdir", parser_workdir, "--parse", "--image", demo[a],
                             "--keypoints_csv", demo["csv"], "--target_image", demo[b],
                             "--out", str(tmp_path / f"{a}_{b}")))  # fmt: skip
         assert res["image"].shape == SIZE + (3,) and os.path.isfile(res["paths"]["figure"])
@@ -341,7 +319,7 @@ def test_parsing_predicted_by_the_parser(demo, trained, parser_workdir, tmp_path
     # the same output (the parser copy keeps the trained workdir's generator checkpoints).
     given = _pose_transfer(demo, a, b, "--model", trained["export"], out=tmp_path / "given",
                            parsing=res["paths"]["predicted_parsing"])  # fmt: skip
-    mixed = cli.run(_args("pose-transfer", "--model", trained["export"], "--parse", "--parser_workdir",
+    mixed = cli.run(app_args("pose-transfer", "--model", trained["export"], "--parse", "--parser_workdir",
                           parser_workdir, "--image", demo[a], "--keypoints_csv", demo["csv"], "--target_image",
                           demo[b], "--out", str(tmp_path / "mixed")))  # fmt: skip
     np.testing.assert_array_equal(given["image"], res["image"])
@@ -366,7 +344,7 @@ def test_keypoints_predicted_by_p(demo, parser_workdir, tmp_path, capsys):
         assert (kp[found] <= [SIZE[0] - 1, SIZE[1] - 1]).all() and (kp[found] >= 0).all(), n  # inside the photo
 
     def run(a, b, out):
-        return cli.run(_args("pose-transfer", "--workdir", parser_workdir, "--detect", "--detect_threshold", "0",
+        return cli.run(app_args("pose-transfer", "--workdir", parser_workdir, "--detect", "--detect_threshold", "0",
                              "--parse", "--image", a, "--target_image", b, "--out", str(out)))  # fmt: skip
 
     def check_written(res, kp_a, kp_b, shape_b):
@@ -382,7 +360,7 @@ def test_keypoints_predicted_by_p(demo, parser_workdir, tmp_path, capsys):
             check_written(run(demo[a], demo[b], tmp_path / f"{a}_{b}"), detected[a], detected[b], SIZE)
             continue
         with pytest.raises(SystemExit) as e:
-            cli.main(_args("pose-transfer", "--workdir", parser_workdir, "--detect", "--detect_threshold", "0",
+            cli.main(app_args("pose-transfer", "--workdir", parser_workdir, "--detect", "--detect_threshold", "0",
                            "--parse", "--image", demo[a], "--target_image", demo[b],
                            "--out", str(tmp_path / f"{a}_{b}")))  # fmt: skip
         err = capsys.readouterr().err
@@ -400,7 +378,7 @@ def test_keypoints_predicted_by_p(demo, parser_workdir, tmp_path, capsys):
     assert all((k >= 0).all() for k in kp.values())
     check_written(res, kp["1_A"], kp["2_B"], (256, 128))
     # The written keypoints and map, given back, reproduce the output.
-    again = cli.run(_args("pose-transfer", "--workdir", parser_workdir, "--image", crops["1_A"],
+    again = cli.run(app_args("pose-transfer", "--workdir", parser_workdir, "--image", crops["1_A"],
                           "--openpose_json", res["paths"]["predicted_keypoints"],
                           "--parsing", res["paths"]["predicted_parsing"], "--target_image", crops["2_B"],
                           "--target_openpose_json", res["paths"]["target_predicted_keypoints"],

@@ -78,10 +78,8 @@ def checkpoint_generator(config, workdir: str | None, checkpoint: str | None = N
     """
     try:
         model = predictor_lib.from_workdir(workdir, config, checkpoint)
-    except predictor_lib.ModelError as e:
-        if "cannot restore" in str(e):
-            raise IncompleteCheckpointError(str(e)) from None
-        raise
+    except predictor_lib.CheckpointMismatchError as e:
+        raise IncompleteCheckpointError(str(e)) from None
     note = None
     if not model.can_detect:
         run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(model.source)))
@@ -132,8 +130,8 @@ def restore_human_parser(config, workdir: str):
     """
     try:
         parser = predictor_lib.load_parser(workdir, config)
-    except predictor_lib.ModelError as e:
-        if "no human parser checkpoint" in str(e):
-            return None, f"parser mIoU: {e}"
+    except predictor_lib.NoParserError as e:
+        return None, f"parser mIoU: {e}"
+    except predictor_lib.CheckpointMismatchError as e:
         raise IncompleteCheckpointError(str(e)) from None
     return parser.parse_labels, parser.source

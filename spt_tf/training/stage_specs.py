@@ -98,6 +98,10 @@ def _injected(validators, key, stage):
     return fn
 
 
+# What each stage after `appearance` takes over from the stage before it.
+_GENERATOR_NETWORKS = ("hs", "ds", "ha", "da", "dface")
+
+
 class Stage:
     """A training stage. Subclasses set the class attributes and the methods that differ."""
 
@@ -299,7 +303,7 @@ class JointStage(GeneratorStage):
     """H_S and H_A end to end (Algorithm 1's step 3)."""
 
     name = "joint"
-    init_from = {"pose_detector": ("pose_detector",), "appearance": ("hs", "ds", "ha", "da", "dface")}
+    init_from = {"pose_detector": ("pose_detector",), "appearance": _GENERATOR_NETWORKS}
     required = "appearance"
     trains_hs_with_ha = True
 
@@ -308,7 +312,7 @@ class ProgressiveLocalStage(GeneratorStage):
     """``model.progressive``: the local enhancer fades in over ``train.fade_steps``, alone."""
 
     name = "progressive_local"
-    init_from = {"pose_detector": ("pose_detector",), "joint": ("hs", "ds", "ha", "da", "dface")}
+    init_from = {"pose_detector": ("pose_detector",), "joint": _GENERATOR_NETWORKS}
     required = "joint"
     trains_hs_with_ha = True
     phase_of_progressive = "local"
@@ -321,7 +325,7 @@ class ProgressiveAllStage(GeneratorStage):
     """``model.progressive``: everything at full resolution."""
 
     name = "progressive_all"
-    init_from = {"pose_detector": ("pose_detector",), "progressive_local": ("hs", "ds", "ha", "da", "dface")}
+    init_from = {"pose_detector": ("pose_detector",), "progressive_local": _GENERATOR_NETWORKS}
     required = "progressive_local"
     trains_hs_with_ha = True
     phase_of_progressive = "all"
