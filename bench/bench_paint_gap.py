@@ -1,0 +1,103 @@
+"""Where a TS-GT model loses to "paint the true parsing", and what a perfect part warp could give.
+
+On a data root's test pairs (a validation set of other identities, not the test split):
+
+* ``--workdir W`` (a TS-GT run): mask-SSIM / SSIM / L1 of the model's images rendered into the
+  true target parsing, of the paint baseline, and of three mixtures that locate the gap: the
+  model's person over the paint's background, the paint's person over the model's background,
+  and the mean of the two images;
+* always: the warp oracle, the source's pixels moved part by part with the pair's own affine
+  transforms (``geometry.warp``) into the true target parsing (the paint elsewhere), against the
+  paint. It bounds what copying the source's textures along the parts can give on this data.
+
+Usage: ``python bench/bench_paint_gap.py --data_root runs/exp/val [--workdir W] [--grid out.png]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _warp_oracle(batch, paint):
+    import tensorflow as tf
+
+    from spt_tf import composite, geometry
+
+    sp, tp = batch["parsing"].numpy(), batch["target_parsing"].numpy()
+    warped_image = geometry.warp(batch["image"], batch["transforms"]).numpy()  # [B, K, H, W, 3]
+    warped_labels = geometry.warp(tf.one_hot(sp, 10), batch["transforms"]).numpy()  # [B, K, H, W, 10]
+    part_masks = batch["part_masks"].numpy()  # [B, K, H, W]
+    # Per pixel, the part whose warped source label agrees best with the true target label.
+    score = (warped_labels * np.eye(10)[tp][:, None]).sum(-1) * (part_masks > 0)
+    best = score.argmax(1)
+    pick = np.take_along_axis(warped_image, best[:, None, :, :, None], 1)[:, 0]
+    out = paint.astype(np.float32) / 127.5 - 1.0
+    use = (score.max(1) > 0.5) & (tp > 0)
+    out[use] = pick[use]
+    return composite.to_uint8(out).numpy()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data_root", required=True)
+    p.add_argument("--config", default="synthetic,ts_gt", help="configs/spt.py argument")
+    p.add_argument("--workdir", help="a TS-GT training workdir (its latest appearance checkpoint)")
+    p.add_argument("--grid", help="write a figure: source | paint | model (or warp) | real, 8 rows")
+    a = p.parse_args(argv)
+    import cv2
+
+    from configs import spt
+    from spt_tf import composite
+    from spt_tf.data import pipeline
+    from spt_tf.evaluation import evaluator, metrics
+
+    c = spt.get_config(a.config)
+    c.data.root = a.data_root
+    gen = evaluator.checkpoint_generator(c, a.workdir) if a.workdir else None
+    radius, closing = evaluator.mask_parameters(int(c.data.height))
+    scores: dict[str, list] = {}
+    grid = None
+    for batch in pipeline.test_dataset(c, batch_size=40):
+        src, real = composite.to_uint8(batch["image"]), composite.to_uint8(batch["target_image"]).numpy()
+        tp = batch["target_parsing"].numpy()
+        paint = metrics.paint_parsing(src.numpy(), batch["parsing"].numpy(), tp)
+        cands = {"paint the true parsing": paint, "warp oracle": _warp_oracle(batch, paint)}
+        if gen is not None:
+            fake = gen(src, batch["parsing"], batch["keypoints"], batch["target_keypoints"], tp)["image"].numpy()
+            person = (tp > 0)[..., None]
+            cands.update({
+                "model": fake,
+                "model person + paint background": np.where(person, fake, paint),
+                "paint person + model background": np.where(person, paint, fake),
+                "mean(model, paint)": ((fake.astype(np.float32) + paint) / 2).round().astype(np.uint8),
+            })  # fmt: skip
+        masks = metrics.evaluation_masks(batch["target_keypoints"].numpy(), *real.shape[1:3], radius=radius,
+                                         closing=closing)  # fmt: skip
+        for name, images in cands.items():
+            scores.setdefault(name, []).append((
+                metrics.ssim_batch(real, images).numpy(), metrics.mask_ssim_batch(real, images, masks).numpy(),
+                metrics.l1_distance(images, real),
+            ))  # fmt: skip
+        if grid is None:
+            shown = cands["model"] if gen is not None else cands["warp oracle"]
+            rows = range(0, min(40, len(real)), 5)
+            grid = np.concatenate([np.concatenate([src.numpy()[i], paint[i], shown[i], real[i]], 1) for i in rows])
+    n = sum(len(s) for s, _, _ in scores["paint the true parsing"])
+    print(f"{n} pairs of {a.data_root}" + (f", model {gen.path}" if gen else ""))
+    print("| | SSIM | mask-SSIM | L1 |\n|---|---|---|---|")
+    for name, parts in scores.items():
+        s, ms, l1 = (np.concatenate([np.atleast_1d(x[k]) for x in parts]) for k in range(3))
+        print(f"| {name} | {np.nanmean(s):.3f} | {np.nanmean(ms):.3f} | {np.mean(l1):.4f} |")
+    if a.grid and grid is not None:
+        cv2.imwrite(a.grid, cv2.resize(grid[..., ::-1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
+        print("grid:", a.grid)
+
+
+if __name__ == "__main__":
+    main()
