@@ -16,12 +16,15 @@ Usage: ``python bench/bench_paint_gap.py --data_root runs/exp/val [--workdir W] 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import bench_quality  # noqa: E402
 
 
 def _warp_oracle(batch, paint):
@@ -61,8 +64,11 @@ def main(argv=None):
     c.data.root = a.data_root
     gen = evaluator.checkpoint_generator(c, a.workdir) if a.workdir else None
     radius, closing = evaluator.mask_parameters(int(c.data.height))
+    with open(os.path.join(a.data_root, c.data.identities)) as f:
+        textures = {r["name"]: (r["upper_texture"], r["lower_texture"]) for r in csv.DictReader(f)}
     scores: dict[str, list] = {}
-    grid = None
+    garment_scores: dict[str, list] = {}
+    grid_rows: list[np.ndarray] = []
     for batch in pipeline.test_dataset(c, batch_size=40):
         src, real = composite.to_uint8(batch["image"]), composite.to_uint8(batch["target_image"]).numpy()
         tp = batch["target_parsing"].numpy()
@@ -84,17 +90,27 @@ def main(argv=None):
                 metrics.ssim_batch(real, images).numpy(), metrics.mask_ssim_batch(real, images, masks).numpy(),
                 metrics.l1_distance(images, real),
             ))  # fmt: skip
-        if grid is None:
-            shown = cands["model"] if gen is not None else cands["warp oracle"]
-            rows = range(0, min(40, len(real)), 5)
-            grid = np.concatenate([np.concatenate([src.numpy()[i], paint[i], shown[i], real[i]], 1) for i in rows])
+        names = [n.decode() for n in batch["target_name"].numpy()]
+        garment = bench_quality._garment_masks(names, tp, textures)
+        textured = np.flatnonzero(garment.reshape(len(names), -1).sum(1) >= 16)
+        for name, images in cands.items():
+            garment_scores.setdefault(name, []).extend(
+                metrics.mask_ssim(real[i], images[i], garment[i][..., None].astype(np.uint8)) for i in textured
+            )
+        shown = cands["model"] if gen is not None else cands["warp oracle"]
+        for i in textured[::7]:  # textured targets, spread over identities
+            if len(grid_rows) < 10:
+                grid_rows.append(np.concatenate([src.numpy()[i], paint[i], shown[i], real[i]], 1))
     n = sum(len(s) for s, _, _ in scores["paint the true parsing"])
     print(f"{n} pairs of {a.data_root}" + (f", model {gen.path}" if gen else ""))
-    print("| | SSIM | mask-SSIM | L1 |\n|---|---|---|---|")
+    g = len(garment_scores["paint the true parsing"])
+    print(f"| | SSIM | mask-SSIM | L1 | garment mask-SSIM ({g} textured targets) |\n|---|---|---|---|---|")
     for name, parts in scores.items():
         s, ms, l1 = (np.concatenate([np.atleast_1d(x[k]) for x in parts]) for k in range(3))
-        print(f"| {name} | {np.nanmean(s):.3f} | {np.nanmean(ms):.3f} | {np.mean(l1):.4f} |")
-    if a.grid and grid is not None:
+        gm = np.nanmean(garment_scores[name]) if g else float("nan")
+        print(f"| {name} | {np.nanmean(s):.3f} | {np.nanmean(ms):.3f} | {np.mean(l1):.4f} | {gm:.3f} |")
+    if a.grid and grid_rows:
+        grid = np.concatenate(grid_rows)
         cv2.imwrite(a.grid, cv2.resize(grid[..., ::-1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
         print("grid:", a.grid)
 

@@ -267,6 +267,62 @@ def test_textures_and_backgrounds_vary():
     assert 0 < flat < 30  # plain ones and varying ones
 
 
+def _pattern_agreement(ident, pose_a, pose_b, j0, j1, label, half_width, rigid=True):
+    """How often a garment's two colours agree between two renders, at points matched through
+    the part's motion: each pixel of ``label`` near the segment ``j0 -> j1`` of render B
+    (within ``half_width`` of the segment's length across it, the middle 70 % along) is
+    mapped into render A by the similarity that takes B's ``(j0, j1)`` to A's (``rigid``),
+    or by the translation of ``j0`` alone (image-anchored patterns would agree under it).
+    """
+    (img_a, lab_a, kp_a), (img_b, lab_b, kp_b) = (_render(ident, p, 256, 128) for p in (pose_a, pose_b))
+    c0, c1 = (np.asarray(c, float) for c in (ident.upper_colours if label == L.UPPER else ident.lower_colours))
+
+    def colour_bit(img, ys, xs):
+        px = img[ys, xs].astype(float)
+        return np.abs(px - c1).sum(-1) < np.abs(px - c0).sum(-1)
+
+    def point(kp, j):  # (x, y); "midhip": the hips' midpoint
+        joints = ("Rhip", "Lhip") if j == "midhip" else (j,)
+        return np.mean([kp[K_[n]][::-1] for n in joints], 0).astype(float)
+
+    a0, a1, b0, b1 = point(kp_a, j0), point(kp_a, j1), point(kp_b, j0), point(kp_b, j1)
+    ys, xs = np.nonzero(lab_b == label)
+    rel = np.stack([xs, ys], 1) - b0
+    axis = b1 - b0
+    t = rel @ axis / (axis @ axis)
+    d = (rel @ np.array([axis[1], -axis[0]])) / (axis @ axis)
+    keep = (t > 0.15) & (t < 0.85) & (np.abs(d) < half_width)
+    if rigid:
+        a_axis = a1 - a0
+        mapped = a0 + t[:, None] * a_axis + d[:, None] * np.array([a_axis[1], -a_axis[0]])
+    else:
+        mapped = a0 + rel
+    mx, my = np.rint(mapped[:, 0]).astype(int), np.rint(mapped[:, 1]).astype(int)
+    keep &= (mx >= 0) & (mx < 128) & (my >= 0) & (my < 256)
+    keep[keep] &= lab_a[my[keep], mx[keep]] == label
+    assert keep.sum() > 100, keep.sum()
+    return float(np.mean(colour_bit(img_b, ys[keep], xs[keep]) == colour_bit(img_a, my[keep], mx[keep])))
+
+
+@pytest.mark.parametrize("texture", ["checks", "stripes"])
+def test_textures_move_with_the_body_parts(texture):
+    """Garment patterns are attached to the body: a torso leaning or a thigh swinging out
+    carries its pattern with it, so a part's own motion (what the deformable skips undo)
+    maps the source's pattern onto the target's, and a plain image shift does not."""
+    ident = _ident(upper="long", upper_texture=texture, upper_colours=((200, 0, 0), (0, 200, 0)),
+                   lower="pants", lower_texture=texture, lower_colours=((0, 0, 200), (200, 200, 0)),
+                   texture_period=0.08, texture_angle=45.0)  # fmt: skip
+    upright = _pose("front", 0.0)
+    leaning = _pose("front", 0.0, roll=12.0)
+    torso = _pattern_agreement(ident, upright, leaning, "neck", "midhip", L.UPPER, 0.25)
+    torso_shift = _pattern_agreement(ident, upright, leaning, "neck", "midhip", L.UPPER, 0.25, rigid=False)
+    assert torso > 0.9 and torso_shift < torso - 0.15, (torso, torso_shift)
+    swung = _pose("front", 0.0, legs=((30, 0, 0), (5, 0, 0)))
+    thigh = _pattern_agreement(ident, upright, swung, "Rhip", "Rkne", L.PANTS, 0.12)
+    thigh_shift = _pattern_agreement(ident, upright, swung, "Rhip", "Rkne", L.PANTS, 0.12, rigid=False)
+    assert thigh > 0.9 and thigh_shift < thigh - 0.15, (thigh, thigh_shift)
+
+
 def test_cli_and_sample_figure(tmp_path):
     out = str(tmp_path / "cli")
     fig = str(tmp_path / "fig.png")

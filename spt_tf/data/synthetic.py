@@ -216,7 +216,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         shorts_end=u(0.35, 0.7),
         skirt_len=u(0.12, 0.27),
         shoe_colour=_colour(rng, 0.05, 0.9, (0.0, 0.6)),
-        texture_period=u(0.03, 0.06),
+        texture_period=u(0.05, 0.10),
         texture_angle=float(rng.choice([0.0, 90.0, 45.0, -45.0])),
     )
 
@@ -326,18 +326,38 @@ class _Scene:
         self.caps = []  # (x0, y0, x1, y1, r0, r1)
         self.polys = []  # [(x, y), ...]
         self.ells = []  # (cx, cy, ax, ay, angle_deg)
+        self.frames = []  # per item: the garment texture's frame (x0, y0, x1, y1, lateral), or None
 
-    def capsule(self, p0, p1, r0, r1, label, material):
+    def capsule(self, p0, p1, r0, r1, label, material, frame=None):
         self.items.append((0, len(self.caps), label * 16 + material))
         self.caps.append((p0[0], p0[1], p1[0], p1[1], r0, r1))
+        self.frames.append(frame or (p0[0], p0[1], p1[0], p1[1], 1.0))
 
-    def poly(self, pts, label, material):
+    def poly(self, pts, label, material, frame=None):
         self.items.append((1, len(self.polys), label * 16 + material))
         self.polys.append(pts)
+        self.frames.append(frame)
 
-    def ellipse(self, c, axes, angle, label, material):
+    def ellipse(self, c, axes, angle, label, material, frame=None):
         self.items.append((2, len(self.ells), label * 16 + material))
         self.ells.append((c[0], c[1], axes[0], axes[1], angle))
+        self.frames.append(frame)
+
+    def frame_array(self, scale, ox, oy) -> np.ndarray:
+        """``[1 + items, 5]`` float32: row ``1 + i`` is item ``i``'s texture frame in pixels,
+        its origin ``(x, y)``, the unit direction ``(dx, dy)`` of its axis (a capsule's: from
+        its first end to its second; down the image where the axis has no length) and the
+        lateral foreshortening (a turned torso shows its width, and its pattern, narrower);
+        row 0 and items without a frame: origin 0, direction down, no foreshortening.
+        """
+        out = np.zeros((1 + len(self.frames), 5), np.float32)
+        out[:, 3] = out[:, 4] = 1.0
+        for i, f in enumerate(self.frames):
+            if f is None:
+                continue
+            dx, dy = _unit((f[2] - f[0], f[3] - f[1]), (0.0, 1.0))
+            out[1 + i] = (f[0] * scale + ox, f[1] * scale + oy, dx, dy, f[4])
+        return out
 
     def bbox(self):
         c = np.array(self.caps).reshape(-1, 6)
@@ -350,8 +370,12 @@ class _Scene:
                              c[:, 3] + c[:, 5], e[:, 1] - em, e[:, 1] + em, p[:, 1]])  # fmt: skip
         return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
-    def draw(self, canvas, scale, ox, oy):
-        """Draws into ``canvas`` (uint8 [H, W]) at ``pixel = body * scale + (ox, oy)``."""
+    def draw(self, canvas, scale, ox, oy, values=None):
+        """Draws into ``canvas`` (uint8 [H, W]) at ``pixel = body * scale + (ox, oy)``.
+
+        ``values``: one uint8 value per item instead of the items' map values (the texture
+        frames' index map is drawn with the same shapes and order).
+        """
         # 4 fractional bits (cv2 shift=4): sub-pixel shapes, still no anti-aliasing.
         off = np.array([ox, oy]) * 16
         f = 16.0 * scale
@@ -373,7 +397,9 @@ class _Scene:
         e_c = np.rint(e[:, :2] * f + off).astype(int).tolist()
         e_ax = np.maximum(np.rint(e[:, 2:4] * f), 8).astype(int).tolist()
         line = cv2.LINE_8
-        for kind, i, value in self.items:
+        for n, (kind, i, value) in enumerate(self.items):
+            if values is not None:
+                value = values[n]
             if kind == 0:
                 cv2.circle(canvas, a_i[i], ra_i[i], value, -1, line, 4)
                 cv2.circle(canvas, b_i[i], rb_i[i], value, -1, line, 4)
@@ -466,11 +492,13 @@ def _lower_garment(ident: Identity, w_hip, legs, to_body=_as_is):
     where drawn) in torso coordinates: the skirt's hem reaches over both legs.
     """
     hip_y = ident.torso_len
+    # The texture's frame: the torso's axis, foreshortened as the hips' projected width.
+    frame = (*to_body(0.0, 0.0), *to_body(0.0, hip_y), min(max(w_hip / ident.hip_half, 0.3), 1.0))
     if ident.lower in ("pants", "shorts"):
         crotch = hip_y + 0.06
         quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (w_hip * 0.9, crotch),
                 (-w_hip * 0.9, crotch)]  # fmt: skip
-        return [("poly", [to_body(*q) for q in quad], L.PANTS, _LO)]
+        return [("poly", [to_body(*q) for q in quad], L.PANTS, _LO, frame)]
     # Skirt: a trapezoid from the waist to the hem, wide enough for both legs.
     hem_y = hip_y + ident.skirt_len
     xs = []
@@ -484,7 +512,7 @@ def _lower_garment(ident: Identity, w_hip, legs, to_body=_as_is):
     lo_x = min(min(xs) - margin, -w_hip - 0.01)
     hi_x = max(max(xs) + margin, w_hip + 0.01)
     quad = [(-w_hip, hip_y - 0.05), (w_hip, hip_y - 0.05), (hi_x, hem_y), (lo_x, hem_y)]
-    return [("poly", [to_body(*q) for q in quad], L.SKIRT, _LO)]
+    return [("poly", [to_body(*q) for q in quad], L.SKIRT, _LO, frame)]
 
 
 def _torso(ident: Identity, ws, ww, wh, wn, to_body=_as_is):
@@ -502,7 +530,10 @@ def _torso(ident: Identity, ws, ww, wh, wn, to_body=_as_is):
         to_body(ws, rs), to_body(wn, -0.01),
     ]  # fmt: skip
     shoulders = (to_body(-ws + rs, rs), to_body(ws - rs, rs), rs, rs)
-    return [("poly", torso, L.UPPER, _UP), ("capsule", shoulders, L.UPPER, _UP)]
+    # The texture's frame: neck to mid-hip, foreshortened as the shoulders' projected width.
+    lateral = min(max(ws / (ident.shoulder_half + ident.arm_r * 0.5), 0.3), 1.0)
+    frame = (*to_body(0.0, 0.0), *to_body(0.0, hip_y), lateral)
+    return [("poly", torso, L.UPPER, _UP, frame), ("capsule", shoulders, L.UPPER, _UP, frame)]
 
 
 def _head(groups, ident: Identity, head_pt, angle_deg, cos_t, sin_t, long_end, face_marks=(), dots=()):
@@ -673,13 +704,14 @@ def _assemble(groups) -> _Scene:
     scene = _Scene()
     for g in range(10):
         for _, prims in sorted(groups[g], key=lambda t: t[0]):
-            for kind, data, label, material in prims:
+            for kind, data, label, material, *frame in prims:
+                frame = frame[0] if frame else None
                 if kind == "capsule":
-                    scene.capsule(*data, label, material)
+                    scene.capsule(*data, label, material, frame)
                 elif kind == "poly":
-                    scene.poly(data, label, material)
+                    scene.poly(data, label, material, frame)
                 else:
-                    scene.ellipse(*data, label, material)
+                    scene.ellipse(*data, label, material, frame)
     return scene
 
 
@@ -909,11 +941,21 @@ def _render_scene(ident, pose, background, scene, kp):
     lut = np.clip(lut * pose.light + 0.5, 0, 255).astype(np.uint8)
     index = material
     if ident.upper_texture != "solid" or ident.lower_texture != "solid":
+        # Textures are attached to the body: each garment pixel takes its pattern in the
+        # frame of the shape it belongs to (a sleeve or trouser leg: along its bone from the
+        # proximal joint; the torso and the lower garment's body: along the neck to mid-hip
+        # axis from the neck), so a part's affine motion moves its pattern with it.
+        if len(scene.items) > 254:
+            raise AssertionError(f"{len(scene.items)} shapes: the texture index map holds 254")
+        owner = np.zeros((h, w), np.uint8)
+        scene.draw(owner, scale, ox, oy, values=range(1, len(scene.items) + 1))
+        f = scene.frame_array(scale, ox, oy)[owner]  # [H, W, 4]
         yy, xx = _grid(h, w)
-        dy = yy - np.float32(kp[KP["neck"]][1] * scale + oy)  # textures move with the person
-        dx = xx - np.float32(kp[KP["neck"]][0] * scale + ox)
+        ry, rx = yy - f[..., 1], xx - f[..., 0]
+        along = rx * f[..., 2] + ry * f[..., 3]
+        across = (rx * f[..., 3] - ry * f[..., 2]) / f[..., 4]
         period = max(ident.texture_period * scale, 2.0)
-        bits = [_texture(t, dy, dx, period, ident.texture_angle)
+        bits = [_texture(t, along, across, period, ident.texture_angle)
                 for t in (ident.upper_texture, ident.lower_texture)]  # fmt: skip
         second = np.where(material < _LO, bits[0], bits[1])
         index = material | (second.view(np.uint8) << 4)
