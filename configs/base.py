@@ -84,6 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
     # background stays the source's mean background colour (for data whose photos of one
     # person have unrelated backgrounds). Offline recipe; not in the paper (False).
     m.residual_person_only = False
+    # H_A's deformable skips pass a part's warped source features only where the warped
+    # source label agrees with the target's (spt_tf.models.generators.label_gated_masks).
+    # Offline recipe; not in the paper (False).
+    m.skip_label_gate = False
     # Progressive 256 generator: global generator at half resolution + local enhancer.
     m.progressive = False
     # PatchGAN: number of strided layers and base width.

@@ -377,6 +377,60 @@ def test_paint_residual_starts_at_the_paint_and_learns_on_top_of_it():
     assert models.build_appearance_generator(c).paint_residual
 
 
+def test_label_gated_masks_on_a_hand_made_shift():
+    """A part moved 3 px right: its mask passes only where the source label 3 lands on the
+    target's label 3, never on the background or on another label."""
+    h, w = 16, 24
+    rng = np.random.default_rng(0)
+    kp = np.stack([rng.uniform(2, 13, 18), rng.uniform(4, 12, 18)], -1)[None].astype(np.float32)
+    moved = kp + np.array([0.0, 3.0], np.float32)
+    transforms = geometry.part_transforms(kp, moved)  # target -> source: x - 3
+    src = np.zeros((1, h, w), np.int32)
+    src[0, 4:12, 5:10] = 3
+    src[0, 12:, 5:10] = 5
+    tgt = np.zeros((1, h, w), np.int32)
+    tgt[0, 4:12, 8:13] = 3  # where the source's 3 lands
+    tgt[0, 12:, 8:13] = 7  # the source's 5 lands on a 7: no agreement
+    masks = tf.ones((1, 10, h, w))
+    gated = generators.label_gated_masks(
+        geometry.one_hot_parsing(src, 10), geometry.one_hot_parsing(tgt, 10), transforms, masks
+    ).numpy()
+    expected = np.zeros((h, w), np.float32)
+    expected[4:12, 8:13] = 1.0
+    torso = 0  # every part moved alike: check one, and that all agree
+    np.testing.assert_allclose(transforms.numpy()[0, :, 2], -3.0, atol=1e-3)
+    np.testing.assert_allclose(gated[0, torso], expected, atol=1e-5)
+    np.testing.assert_allclose(gated[0], np.broadcast_to(gated[0, :1], gated[0].shape), atol=1e-5)
+    # Background to background never passes (label 0 is left out).
+    none = generators.label_gated_masks(
+        geometry.one_hot_parsing(np.zeros_like(src), 10), geometry.one_hot_parsing(np.zeros_like(tgt), 10),
+        transforms, masks,
+    )  # fmt: skip
+    assert float(tf.reduce_max(none)) == 0.0
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_skip_label_gate_is_the_gated_masks(progressive):
+    """A gated H_A is the same network run on the gated part masks (its weights, its inputs)."""
+    x = make_inputs(2, 32, 16, seed=8)
+    cls = models.ProgressiveAppearanceGenerator if progressive else models.AppearanceGenerator
+    kw = dict(width_multiplier=0.125, deformable_levels=2, paint_residual=True)
+    gated, plain = cls(32, 16, skip_label_gate=True, **kw), cls(32, 16, **kw)
+    y = gated(x).numpy()
+    plain(x)
+    plain.set_weights(gated.get_weights())
+    pre = generators.label_gated_masks(x["source_parsing"], x["target_parsing"], x["transforms"], x["part_masks"])
+    if not progressive:
+        np.testing.assert_allclose(plain(dict(x, part_masks=pre)).numpy(), y, atol=1e-5)
+    else:  # the global generator gates its own half-size inputs
+        assert gated.global_generator.skip_label_gate
+    assert not np.allclose(plain(x).numpy(), y, atol=1e-4)  # the gate changes the output
+    c = tiny_config()
+    c.model.skip_label_gate = True
+    c.model.progressive = progressive
+    assert models.build_appearance_generator(c).skip_label_gate
+
+
 # ---------------------------------------------------------------- serialization
 
 
@@ -400,10 +454,12 @@ def _model_cases():
                                                                     paint_residual=True), x),
         ("appearance_residual", models.AppearanceGenerator(32, 16, width_multiplier=0.125, deformable_levels=2,
                                                            paint_residual=True, residual_person_only=True), x),
+        ("progressive_gate", models.ProgressiveAppearanceGenerator(32, 16, width_multiplier=0.125,
+                                                                   deformable_levels=2, skip_label_gate=True), x),
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(10))
 def test_model_config_round_trip_and_keras_file(case, tmp_path):
     name, model, x = _model_cases()[case]
     y = model(x, training=False).numpy()

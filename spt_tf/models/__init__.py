@@ -102,6 +102,7 @@ def build_appearance_generator(config) -> AppearanceGenerator | ProgressiveAppea
         paint_input=m.paint_input,
         paint_residual=m.paint_residual,
         residual_person_only=m.residual_person_only,
+        skip_label_gate=m.skip_label_gate,
     )
 
 

@@ -381,6 +381,12 @@ class AppearanceGenerator(_UNetGenerator):
         data whose photos of one person have unrelated backgrounds, where the
         target's background cannot be known from the source
         (``model.residual_person_only``).
+      skip_label_gate: the deformable skips carry a part's warped source
+        features only where that part's warp of the source's person labels
+        agrees with the target's label (:func:`label_gated_masks`): a face warped
+        onto a back view's hair, or the source's background, does not pass.
+        Not in the paper; part of the offline recipe (``model.skip_label_gate``,
+        docs/design.md).
       (others as :class:`SemanticGenerator`.)
 
     Call:
@@ -403,8 +409,9 @@ class AppearanceGenerator(_UNetGenerator):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, deformable_levels=4, drop_background_channel=True, paint_input=False,
-                 paint_residual=False, residual_person_only=False, **kwargs):  # fmt: skip
+                 paint_residual=False, residual_person_only=False, skip_label_gate=False, **kwargs):  # fmt: skip
         super().__init__(height, width, num_labels, width_multiplier, norm, dropout, num_downsamples, **kwargs)
+        self.skip_label_gate = bool(skip_label_gate)
         self.paint_input = bool(paint_input)
         self.paint_residual = bool(paint_residual)
         self.residual_person_only = bool(residual_person_only)
@@ -484,7 +491,10 @@ class AppearanceGenerator(_UNetGenerator):
             tgt.append(paint)
         tgt = tf.concat(tgt, axis=-1)
         transforms = tf.cast(inputs["transforms"], f32)
-        masks = self._pad(tf.cast(inputs["part_masks"], f32), spatial_axes=(2, 3))
+        masks = tf.cast(inputs["part_masks"], f32)
+        if self.skip_label_gate:
+            masks = label_gated_masks(inputs["source_parsing"], inputs["target_parsing"], transforms, masks)
+        masks = self._pad(masks, spatial_axes=(2, 3))
         skips_a = self.appearance_encoder(self._pad(app), training=training)
         skips_t = self.target_encoder(self._pad(tgt), training=training)
         skips = []
@@ -512,7 +522,32 @@ class AppearanceGenerator(_UNetGenerator):
             "paint_input": self.paint_input,
             "paint_residual": self.paint_residual,
             "residual_person_only": self.residual_person_only,
+            "skip_label_gate": self.skip_label_gate,
         }
+
+
+def label_gated_masks(source_parsing, target_parsing, transforms, part_masks) -> tf.Tensor:
+    """The part masks times the labels' agreement under each part's warp.
+
+    For part ``k`` and target pixel ``x``: ``sum_l warp_k(S_s)[x, l] * S_t[x, l]`` over the
+    person labels (``l >= 1``), the probability that the source pixel the part's transform
+    brings to ``x`` has the label the target wants there (bilinear, zero outside the image).
+    Multiplied into ``part_masks``, it keeps a deformable skip from carrying what the target
+    does not have at that pixel: the source's face onto a back view's hair, one garment onto
+    another, or the source's background (label 0 never agrees).
+
+    Args:
+      source_parsing, target_parsing: ``[B, H, W, L]`` probabilities (one-hot or soft).
+      transforms: ``[B, K, 8]`` target -> source (``geometry.part_transforms``).
+      part_masks: ``[B, K, H, W]``.
+
+    Returns:
+      ``[B, K, H, W]`` float32 in [0, 1].
+    """
+    f32 = tf.float32
+    warped = geometry.warp(tf.cast(source_parsing, f32)[..., 1:], tf.cast(transforms, f32))  # [B, K, H, W, L-1]
+    agree = tf.reduce_sum(warped * tf.cast(target_parsing, f32)[:, None, ..., 1:], axis=-1)
+    return tf.cast(part_masks, f32) * tf.clip_by_value(agree, 0.0, 1.0)
 
 
 # |paint| is clipped below 1 before atanh (paint_residual): a saturated colour
@@ -586,7 +621,8 @@ class ProgressiveAppearanceGenerator(keras.Model):
 
     ``paint_input`` is passed to the global generator (the local enhancer reads
     the parsing alone); ``paint_residual`` to the global generator and to the
-    local enhancer's output, each over the paint at its own resolution.
+    local enhancer's output, each over the paint at its own resolution;
+    ``skip_label_gate`` to the global generator's skips and the local ones.
 
     Call / returns: as :class:`AppearanceGenerator` at full resolution.
     """
@@ -596,9 +632,10 @@ class ProgressiveAppearanceGenerator(keras.Model):
 
     def __init__(self, height, width, num_labels=10, width_multiplier=1.0, norm="instance", dropout=0.0,
                  num_downsamples=None, deformable_levels=4, drop_background_channel=True, paint_input=False,
-                 paint_residual=False, residual_person_only=False, **kwargs):  # fmt: skip
+                 paint_residual=False, residual_person_only=False, skip_label_gate=False, **kwargs):  # fmt: skip
         kwargs.pop("autocast", None)
         super().__init__(autocast=False, **kwargs)
+        self.skip_label_gate = bool(skip_label_gate)
         self.paint_input = bool(paint_input)
         self.paint_residual = bool(paint_residual)
         self.residual_person_only = bool(residual_person_only)
@@ -633,6 +670,7 @@ class ProgressiveAppearanceGenerator(keras.Model):
             paint_input=self.paint_input,
             paint_residual=self.paint_residual,
             residual_person_only=self.residual_person_only,
+            skip_label_gate=self.skip_label_gate,
             name="global_generator",
         )
         f0, f1 = (scaled_width(b, self.width_multiplier) for b in self.LOCAL_BASE_FILTERS)
@@ -751,8 +789,11 @@ class ProgressiveAppearanceGenerator(keras.Model):
         tgt = tf.concat([parsing(x["target_parsing"]), x["target_pose"]], axis=-1)
         skips_a = self.local_appearance_encoder(app, training=training)
         skips_t = self.local_target_encoder(tgt, training=training)
+        masks = x["part_masks"]
+        if self.skip_label_gate:  # padded at the bottom and right: the transforms' pixels are unchanged
+            masks = label_gated_masks(x["source_parsing"], x["target_parsing"], x["transforms"], masks)
         for level in range(self.local_deformable_levels):
-            skips_a[level] = self.local_skips[level](skips_a[level], x["transforms"], x["part_masks"])
+            skips_a[level] = self.local_skips[level](skips_a[level], x["transforms"], masks)
         mid = tf.concat([tf.cast(global_features, skips_a[1].dtype), skips_a[1], skips_t[1]], axis=-1)
         up = self.local_up(mid, training=training)
         full = tf.concat([up, skips_a[0], skips_t[0]], axis=-1)
@@ -785,4 +826,5 @@ class ProgressiveAppearanceGenerator(keras.Model):
             "paint_input": self.paint_input,
             "paint_residual": self.paint_residual,
             "residual_person_only": self.residual_person_only,
+            "skip_label_gate": self.skip_label_gate,
         }
