@@ -18,6 +18,9 @@ seeds) and writes ``OUT/quality.json``.
 
   python bench/bench_quality.py --out runs/quality                # its own data and stages
   python bench/bench_quality.py --demo_dir runs/demo --out runs/quality   # reuse the demo's
+
+The schedule (steps, pairs) is ``configs/synthetic_quality.py``'s unless the flags say
+otherwise.
   python bench/bench_quality.py --out runs/q --identities 40 --poses 4 --seeds 0 \\
       --app_steps 2 --joint_steps 2 --shared_steps 2              # smoke
 
@@ -123,13 +126,16 @@ def main(argv=None):
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--demo_dir", default=None,
                    help="a finished `make demo` workdir: its data, P, H_S and parser are reused")  # fmt: skip
-    p.add_argument("--config", default="synthetic", help="configs/spt.py dataset")
+    p.add_argument("--config", default="synthetic_quality",
+                   help="configs/spt.py dataset: its networks, recipe, schedule and eval.max_pairs")  # fmt: skip
     p.add_argument("--identities", type=int, default=300)
     p.add_argument("--poses", type=int, default=6)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--ablations", default=",".join(ABLATIONS))
-    p.add_argument("--app_steps", type=int, default=400)
-    p.add_argument("--joint_steps", type=int, default=200)
+    p.add_argument("--app_steps", type=int, default=None,
+                   help="E2E's appearance steps (default: the config's train.appearance_steps)")  # fmt: skip
+    p.add_argument("--joint_steps", type=int, default=None,
+                   help="E2E's joint steps (default: the config's train.joint_steps)")  # fmt: skip
     p.add_argument(
         "--set",
         action="append",
@@ -143,6 +149,11 @@ def main(argv=None):
     from configs import spt
     from spt_tf import demo_run
 
+    base_config = spt.get_config(a.config)
+    if a.app_steps is None:
+        a.app_steps = int(base_config.train.appearance_steps)
+    if a.joint_steps is None:
+        a.joint_steps = int(base_config.train.joint_steps)
     py = sys.executable
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()

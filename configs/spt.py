@@ -1,6 +1,7 @@
 """Selects a config by argument: `--config=configs/spt.py:DATASET[,ABLATION]`.
 
-DATASET is one of synthetic, market, deepfashion (256x256, the paper),
+DATASET is one of synthetic (the demo), synthetic_quality (the demo's networks with the
+quality run's schedule), market, deepfashion (256x256, the paper),
 deepfashion176 (256x176, the field's later protocol), testing; ABLATION one of
 e2e (default, SPT), ts_pred, ts_gt, baseline (the paper, Sec. 4.3 and Table 1).
 """
@@ -8,7 +9,7 @@ e2e (default, SPT), ts_pred, ts_gt, baseline (the paper, Sec. 4.3 and Table 1).
 import importlib
 
 ABLATIONS = ("e2e", "ts_pred", "ts_gt", "baseline")
-DATASETS = ("synthetic", "market", "deepfashion", "deepfashion176", "testing")
+DATASETS = ("synthetic", "synthetic_quality", "market", "deepfashion", "deepfashion176", "testing")
 
 
 def get_config(arg: str = "synthetic"):

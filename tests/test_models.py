@@ -168,6 +168,8 @@ PINNED_PARAMS = {
 }
 # 256x176: the same networks as at 256x256 (the width is padded to the stride).
 PINNED_PARAMS["deepfashion176"] = PINNED_PARAMS["deepfashion"]
+# The quality run reuses the demo's networks (it starts from a finished demo's P and H_S).
+PINNED_PARAMS["synthetic_quality"] = PINNED_PARAMS["synthetic"]
 
 
 def test_every_named_config_has_pinned_counts():
