@@ -8,9 +8,11 @@ On a data root's test pairs (a validation set of other identities, not the test 
   and the mean of the two images;
 * always: the warp oracle, the source's pixels moved part by part with the pair's own affine
   transforms (``geometry.warp``) into the true target parsing (the paint elsewhere), against the
-  paint. It bounds what copying the source's textures along the parts can give on this data.
+  paint. It bounds what copying the source's textures along the parts can give on this data;
+* for every candidate: mask-SSIM inside the target's textured garments (``identities.csv``),
+  and L1 inside each label of the true target parsing.
 
-Usage: ``python bench/bench_paint_gap.py --data_root runs/exp/val [--workdir W] [--grid out.png]``.
+Usage: ``python bench/bench_paint_gap.py --data_root VAL [--workdir W] [--grid out.png]``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def main(argv=None):
     import cv2
 
     from configs import spt
-    from spt_tf import composite
+    from spt_tf import composite, labels
     from spt_tf.data import pipeline
     from spt_tf.evaluation import evaluator, metrics
 
@@ -68,6 +70,7 @@ def main(argv=None):
         textures = {r["name"]: (r["upper_texture"], r["lower_texture"]) for r in csv.DictReader(f)}
     scores: dict[str, list] = {}
     garment_scores: dict[str, list] = {}
+    label_l1: dict[str, np.ndarray] = {}  # per candidate: [labels, 2] sums of |error| and pixel counts
     grid_rows: list[np.ndarray] = []
     for batch in pipeline.test_dataset(c, batch_size=40):
         src, real = composite.to_uint8(batch["image"]), composite.to_uint8(batch["target_image"]).numpy()
@@ -93,7 +96,12 @@ def main(argv=None):
         names = [n.decode() for n in batch["target_name"].numpy()]
         garment = bench_quality._garment_masks(names, tp, textures)
         textured = np.flatnonzero(garment.reshape(len(names), -1).sum(1) >= 16)
+        onehot = np.eye(int(c.model.num_labels), dtype=bool)[tp]  # [B, H, W, L]
         for name, images in cands.items():
+            err = np.abs(images.astype(np.float32) - real).mean(-1) / 255.0  # [B, H, W]
+            acc = label_l1.setdefault(name, np.zeros((int(c.model.num_labels), 2)))
+            acc[:, 0] += np.einsum("bhw,bhwl->l", err, onehot)
+            acc[:, 1] += onehot.sum((0, 1, 2))
             garment_scores.setdefault(name, []).extend(
                 metrics.mask_ssim(real[i], images[i], garment[i][..., None].astype(np.uint8)) for i in textured
             )
@@ -109,6 +117,12 @@ def main(argv=None):
         s, ms, l1 = (np.concatenate([np.atleast_1d(x[k]) for x in parts]) for k in range(3))
         gm = np.nanmean(garment_scores[name]) if g else float("nan")
         print(f"| {name} | {np.nanmean(s):.3f} | {np.nanmean(ms):.3f} | {np.mean(l1):.4f} | {gm:.3f} |")
+    names = list(labels.SPT_LABELS)
+    print("\nL1 inside each label of the true target parsing (all pairs' pixels of the label):")
+    print("| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for name, acc in label_l1.items():
+        cells = [f"{t / n:.4f}" if n else "–" for t, n in acc]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if a.grid and grid_rows:
         grid = np.concatenate(grid_rows)
         cv2.imwrite(a.grid, cv2.resize(grid[..., ::-1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
