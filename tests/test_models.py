@@ -168,13 +168,21 @@ PINNED_PARAMS = {
 }
 # 256x176: the same networks as at 256x256 (the width is padded to the stride).
 PINNED_PARAMS["deepfashion176"] = PINNED_PARAMS["deepfashion"]
-# The quality run reuses the demo's networks (it starts from a finished demo's P and H_S).
-PINNED_PARAMS["synthetic_quality"] = PINNED_PARAMS["synthetic"]
+# Configs that run another's networks exactly (the quality run starts from a finished demo's
+# P and H_S): held to the same model section and image size instead of building them again.
+SAME_NETWORKS = {"synthetic_quality": "synthetic"}
 
 
 def test_every_named_config_has_pinned_counts():
-    missing = [name for name in spt.DATASETS if name not in PINNED_PARAMS]
+    missing = [name for name in spt.DATASETS if name not in PINNED_PARAMS and name not in SAME_NETWORKS]
     assert not missing, f"configs/spt.py DATASETS without pinned parameter counts: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(SAME_NETWORKS))
+def test_configs_that_share_networks(name):
+    a, b = spt.get_config(name), spt.get_config(SAME_NETWORKS[name])
+    assert a.model.to_dict() == b.model.to_dict()
+    assert (a.data.height, a.data.width, a.data.name) == (b.data.height, b.data.width, b.data.name)
 
 
 @pytest.mark.parametrize("name", sorted(PINNED_PARAMS))
