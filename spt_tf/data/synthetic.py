@@ -949,7 +949,7 @@ def _render_scene(ident, pose, background, scene, kp):
             raise AssertionError(f"{len(scene.items)} shapes: the texture index map holds 254")
         owner = np.zeros((h, w), np.uint8)
         scene.draw(owner, scale, ox, oy, values=range(1, len(scene.items) + 1))
-        f = scene.frame_array(scale, ox, oy)[owner]  # [H, W, 4]
+        f = scene.frame_array(scale, ox, oy)[owner]  # [H, W, 5]
         yy, xx = _grid(h, w)
         ry, rx = yy - f[..., 1], xx - f[..., 0]
         along = rx * f[..., 2] + ry * f[..., 3]
