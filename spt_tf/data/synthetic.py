@@ -373,8 +373,8 @@ class _Scene:
     def draw(self, canvas, scale, ox, oy, values=None):
         """Draws into ``canvas`` (uint8 [H, W]) at ``pixel = body * scale + (ox, oy)``.
 
-        ``values``: one uint8 value per item instead of the items' map values (the texture
-        frames' index map is drawn with the same shapes and order).
+        ``values``: one uint8 value per item instead of the items' map values, 0 for an item
+        left out (the texture frames' index map is drawn with the same shapes and order).
         """
         # 4 fractional bits (cv2 shift=4): sub-pixel shapes, still no anti-aliasing.
         off = np.array([ox, oy]) * 16
@@ -400,6 +400,8 @@ class _Scene:
         for n, (kind, i, value) in enumerate(self.items):
             if values is not None:
                 value = values[n]
+                if value == 0:  # not drawn
+                    continue
             if kind == 0:
                 cv2.circle(canvas, a_i[i], ra_i[i], value, -1, line, 4)
                 cv2.circle(canvas, b_i[i], rb_i[i], value, -1, line, 4)
@@ -945,20 +947,27 @@ def _render_scene(ident, pose, background, scene, kp):
         # frame of the shape it belongs to (a sleeve or trouser leg: along its bone from the
         # proximal joint; the torso and the lower garment's body: along the neck to mid-hip
         # axis from the neck), so a part's affine motion moves its pattern with it.
-        if len(scene.items) > 254:
-            raise AssertionError(f"{len(scene.items)} shapes: the texture index map holds 254")
-        owner = np.zeros((h, w), np.uint8)
-        scene.draw(owner, scale, ox, oy, values=range(1, len(scene.items) + 1))
-        f = scene.frame_array(scale, ox, oy)[owner]  # [H, W, 5]
-        yy, xx = _grid(h, w)
-        ry, rx = yy - f[..., 1], xx - f[..., 0]
-        along = rx * f[..., 2] + ry * f[..., 3]
-        across = (rx * f[..., 3] - ry * f[..., 2]) / f[..., 4]
-        period = max(ident.texture_period * scale, 2.0)
-        bits = [_texture(t, along, across, period, ident.texture_angle)
-                for t in (ident.upper_texture, ident.lower_texture)]  # fmt: skip
-        second = np.where(material < _LO, bits[0], bits[1])
-        index = material | (second.view(np.uint8) << 4)
+        garment = (material >= _UP) & (material <= _LO_SH)
+        ys, xs = np.nonzero(garment)
+        if len(ys):
+            if len(scene.items) > 254:
+                raise AssertionError(f"{len(scene.items)} shapes: the texture index map holds 254")
+            # Only the garment shapes need drawing: where a later non-garment shape covers
+            # one, the pixel is not a garment pixel and its owner is never read.
+            owner = np.zeros((h, w), np.uint8)
+            values = [n + 1 if _UP <= (v & 15) <= _LO_SH else 0 for n, (_, _, v) in enumerate(scene.items)]
+            scene.draw(owner, scale, ox, oy, values=values)
+            f = scene.frame_array(scale, ox, oy)[owner[ys, xs]]  # [N, 5]
+            ry, rx = ys.astype(np.float32) - f[:, 1], xs.astype(np.float32) - f[:, 0]
+            along = rx * f[:, 2] + ry * f[:, 3]
+            across = (rx * f[:, 3] - ry * f[:, 2]) / f[:, 4]
+            period = max(ident.texture_period * scale, 2.0)
+            upper = material[ys, xs] < _LO
+            second = np.zeros(len(ys), bool)
+            for kind, where in ((ident.upper_texture, upper), (ident.lower_texture, ~upper)):
+                second[where] = _texture(kind, along[where], across[where], period, ident.texture_angle)
+            index = material.copy()
+            index[ys, xs] |= second.view(np.uint8) << 4
     # cv2.LUT per channel: several times faster than numpy fancy indexing here.
     image = cv2.merge([cv2.LUT(index, np.ascontiguousarray(lut[:, c])) for c in range(3)])
     image = cv2.copyTo(background, (material == _BG).view(np.uint8), image)
