@@ -498,23 +498,9 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
     # A person whose upper clothes reach along an arm, so the sleeve edit changes something.
     img, par, name = next(p for p in people if (parsing.set_sleeves(formats.read_parsing(p[1]), table[p[2]], "none")
                                                 != formats.read_parsing(p[1])).any())  # fmt: skip
-    res = cli.run(
-        app_args(
-            "edit",
-            "--model",
-            trained["export"],
-            "--image",
-            img,
-            "--parsing",
-            par,
-            "--keypoints_csv",
-            csv,
-            "--sleeves",
-            "none",
-            "--out",
-            str(tmp_path / "ed"),
-        )
-    )
+    # The person and the model of both edits below.
+    person = ["--model", trained["export"], "--image", img, "--parsing", par, "--keypoints_csv", csv]
+    res = cli.run(app_args("edit", *person, "--sleeves", "none", "--out", str(tmp_path / "ed")))
     orig = formats.read_parsing(par)
     edited = formats.read_parsing(res["paths"]["edited_parsing"])
     changed = edited != orig
@@ -530,21 +516,7 @@ def test_edit_sleeves_via_cli_and_errors(trained, tmp_path, capsys):
     painted[orig == labels.UPPER] = labels.SKIRT
     formats.write_image(tmp_path / "painted.png", labels.colorize(painted))
     res = cli.run(
-        app_args(
-            "edit",
-            "--model",
-            trained["export"],
-            "--image",
-            img,
-            "--parsing",
-            par,
-            "--keypoints_csv",
-            csv,
-            "--labels",
-            str(tmp_path / "painted.png"),
-            "--out",
-            str(tmp_path / "painted"),
-        )
+        app_args("edit", *person, "--labels", str(tmp_path / "painted.png"), "--out", str(tmp_path / "painted"))
     )
     np.testing.assert_array_equal(res["edited_parsing"], painted)
     assert not np.array_equal(res["image"], res["reconstruction"])
