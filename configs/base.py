@@ -127,6 +127,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Where that L1 counts: "image" or "person" (the source's non-background labels; for
     # data whose photos of one person have unrelated backgrounds).
     lo.identity_region = "image"
+    # Share of the self-reconstruction's examples whose source is the image mirrored
+    # (sides swapped in the parsing and the joints): H_A then rebuilds the image from
+    # the other side's parts through real, non-identity part warps, a supervised
+    # example of what pose transfer asks of the deformable skips. 0: the plain
+    # self-reconstruction only.
+    lo.identity_mirror_fraction = 0.0
     # What the content (Eq. 7) and style (Eq. 8) losses compare: "vgg" (the paper:
     # VGG16 relu2_1 with model.vgg_weights) or "statistics" (fixed colour and
     # multi-scale gradient statistics, spt_tf.losses.region_statistics: the offline
@@ -176,6 +182,9 @@ def get_config() -> ml_collections.ConfigDict:
     t.semantic_learning_rate = 2e-4
     # Adam of H_S where it trains with H_A (joint, progressive_*): an optimizer of its own.
     t.joint_semantic_learning_rate = 2e-4
+    # Every stage's rates decay linearly to zero over this last fraction of its steps
+    # (spt_tf.training.loop.learning_rate_scale); 0 keeps them constant, as the paper.
+    t.lr_decay_fraction = 0.0
     t.beta_1 = 0.5
     t.beta_2 = 0.999
     # XLA-compile the per-replica forward+backward ("auto": on with a GPU).

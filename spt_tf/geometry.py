@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from spt_tf import labels
+
 # The COCO-18 layout lives in spt_tf.skeleton (TF-free); re-exported here.
 from spt_tf.skeleton import (  # noqa: F401
     HEAD,
@@ -82,6 +84,30 @@ def _grid(height: int, width: int, image_size: tuple[int, int] | None):
 
 
 @_plain_tf
+def mirror_keypoints(keypoints, width) -> tf.Tensor:
+    """``[..., 18, 2]`` (y, x) joints of the left-right mirrored image: x -> width - 1 - x, sides swapped.
+
+    Missing joints stay missing.
+    """
+    kp = tf.gather(tf.convert_to_tensor(keypoints, tf.float32), list(MIRROR), axis=-2)
+    flipped = tf.stack([kp[..., 0], tf.cast(width, tf.float32) - 1.0 - kp[..., 1]], -1)
+    return tf.where(tf.equal(kp, MISSING), kp, flipped)
+
+
+def mirror_person(image, parsing, keypoints):
+    """A batch of people mirrored left-right: ``[B, H, W, C]`` image, ``[B, H, W, L]`` one-hot
+    (or soft) parsing with its left and right labels swapped (``labels.MIRROR_LABELS``), and
+    ``[B, 18, 2]`` joints (:func:`mirror_keypoints`).
+    """
+    image, parsing = tf.convert_to_tensor(image), tf.convert_to_tensor(parsing)
+    if parsing.shape[-1] != len(labels.MIRROR_LABELS):
+        raise ValueError(f"mirror_person: parsing has {parsing.shape[-1]} labels, the SPT labels are "
+                         f"{len(labels.MIRROR_LABELS)} (spt_tf.labels.SPT_LABELS)")  # fmt: skip
+    width = tf.shape(image)[2]
+    swapped = tf.gather(parsing, list(labels.MIRROR_LABELS), axis=-1)
+    return image[:, :, ::-1], swapped[:, :, ::-1], mirror_keypoints(keypoints, width)
+
+
 def pose_heatmaps(
     keypoints: tf.Tensor,
     height: int,

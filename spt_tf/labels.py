@@ -24,6 +24,8 @@ SPT_LABELS = (
 )
 NUM_LABELS = len(SPT_LABELS)
 BACKGROUND, FACE, HAIR, UPPER, PANTS, SKIRT, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(10)
+# Each label's label in the left-right mirrored image (the sides swap).
+MIRROR_LABELS = (BACKGROUND, FACE, HAIR, UPPER, PANTS, SKIRT, RIGHT_ARM, LEFT_ARM, RIGHT_LEG, LEFT_LEG)
 
 # LIP's 20 labels, in index order.
 LIP_LABELS = (

@@ -243,3 +243,32 @@ def test_cycle_l1_term_enters_the_appearance_loss_with_its_weight(tiny_config):
     np.testing.assert_allclose(float(g1) - float(g0), 2.5 * expected, rtol=1e-4, atol=1e-6)
     for k in ("ha_adv", "ha_content", "ha_style", "ha_pose"):
         np.testing.assert_allclose(float(v1[k]), float(v0[k]), rtol=1e-5)
+
+
+def test_learning_rate_scale_is_constant_then_linear_to_zero():
+    assert [loop.learning_rate_scale(s, 8, 0.5) for s in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert all(loop.learning_rate_scale(s, 8, 0.0) == 1.0 for s in range(8))
+    assert [loop.learning_rate_scale(s, 4, 1.0) for s in range(4)] == [1, 0.75, 0.5, 0.25]
+
+
+def test_learning_rate_decays_in_training_and_on_resume(tiny_config, tmp_path):
+    config = tiny_config
+    config.train.lr_decay_fraction = 0.5
+    config.train.pose_detector_steps = 4
+    config.train.log_every = 1
+    config.train.checkpoint_every = 2
+    wd = str(tmp_path / "wd")
+    rate = float(config.train.pose_detector_learning_rate)
+    loop.train_stage(config, wd, "pose_detector", max_steps=3)  # stops at 3 of 4: resumes below
+    loop.train_stage(config, wd, "pose_detector")
+    logged = {}
+    for f in glob.glob(os.path.join(wd, "tensorboard", "pose_detector", "events.out.tfevents.*")):
+        for e in tf.compat.v1.train.summary_iterator(f):
+            for v in e.summary.value:
+                if v.tag == "train/learning_rate":
+                    logged[e.step] = float(tf.make_ndarray(v.tensor))
+    # The rate logged after step s is the one that step s used (s = 1..4 of 4, the last half decays).
+    np.testing.assert_allclose([logged[s] for s in (1, 2, 3, 4)], [rate, rate, rate * 1.0, rate * 0.5], rtol=1e-6)
+    config.train.lr_decay_fraction = 1.5
+    with pytest.raises(ValueError, match="lr_decay_fraction"):
+        loop.train_stage(config, str(tmp_path / "bad"), "pose_detector")

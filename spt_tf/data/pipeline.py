@@ -254,15 +254,11 @@ class _Loader:
 def _flip(ex):
     """Horizontal flip of an example: image, parsing (sides swapped), keypoints."""
     w = tf.cast(tf.shape(ex["image"])[1], tf.float32)
-    swap = np.arange(labels.NUM_LABELS)
-    swap[[labels.LEFT_ARM, labels.RIGHT_ARM]] = [labels.RIGHT_ARM, labels.LEFT_ARM]
-    swap[[labels.LEFT_LEG, labels.RIGHT_LEG]] = [labels.RIGHT_LEG, labels.LEFT_LEG]
     out = dict(ex)
     out["image"] = ex["image"][:, ::-1]
-    out["parsing"] = tf.gather(tf.constant(swap, tf.uint8), tf.cast(ex["parsing"][:, ::-1], tf.int32))
-    kp = tf.gather(ex["keypoints"], list(geometry.MIRROR))
-    flipped = tf.stack([kp[:, 0], w - 1.0 - kp[:, 1]], -1)
-    out["keypoints"] = tf.where(tf.equal(kp, geometry.MISSING), kp, flipped)
+    swap = tf.constant(labels.MIRROR_LABELS, tf.uint8)
+    out["parsing"] = tf.gather(swap, tf.cast(ex["parsing"][:, ::-1], tf.int32))
+    out["keypoints"] = geometry.mirror_keypoints(ex["keypoints"], w)
     return out
 
 

@@ -134,12 +134,27 @@ def _to_float(values) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
 
+def learning_rate_scale(step: int, total: int, decay_fraction: float) -> float:
+    """The factor on every optimizer's rate at ``step`` of ``total`` (``train.lr_decay_fraction``).
+
+    Constant, then linear to zero over the last ``decay_fraction`` of the stage's steps
+    (as pix2pixHD decays its GAN's rate): the update at the last step is ``1/n`` of the
+    configured one, ``n`` the number of decaying steps. 0 keeps the rate constant.
+    """
+    n = int(round(total * decay_fraction))
+    if n <= 0:
+        return 1.0
+    return min(1.0, (total - step) / n)
+
+
 def train_stage(config, workdir: str, stage: str, strategy=None, nets: networks_lib.Networks | None = None,
                 max_steps: int | None = None, validators=None) -> dict:  # fmt: skip
     """Trains one stage to `train.<stage>_steps` (resuming if checkpointed).
 
     `nets`: the networks, built inside `strategy`'s scope (default: built here);
     they must include the stage's (`stage_specs.get(stage).network_keys(config)`).
+    `max_steps`: stop there instead (the learning-rate schedule, `train.lr_decay_fraction`,
+    still follows `train.<stage>_steps`).
     `validators`: `{"pose_detector": fn, "parser": fn}`, each
     `fn(config, network, split) -> dict`, the end-of-stage validation on real
     images (`spt_tf.evaluation.stage_validators()`); a stage whose validator is
@@ -175,6 +190,11 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: networks_
         ckpt_dir = os.path.join(workdir, "tmp", f"{stage}_worker_{strategy.cluster_resolver.task_id}")
     optimizers = {k: getattr(model, k) for k in ("g_optimizer", "d_optimizer", "h_optimizer")}
     optimizers = {k: v for k, v in optimizers.items() if v is not None}
+    # The configured rates, read before a checkpoint can restore a decayed one.
+    base_rates = {k: float(np.asarray(v.learning_rate.numpy())) for k, v in optimizers.items()}
+    decay_fraction = float(config.train.lr_decay_fraction)
+    if not 0.0 <= decay_fraction <= 1.0:
+        raise ValueError(f"train.lr_decay_fraction must be in [0, 1], got {decay_fraction}")
     ckpt = tf.train.Checkpoint(step=step, **optimizers, **nets.trackables(keys))
     manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=int(config.train.keep_checkpoints))
     if manager.latest_checkpoint:
@@ -209,6 +229,10 @@ def train_stage(config, workdir: str, stage: str, strategy=None, nets: networks_
             alpha = spec.alpha(config, int(step.numpy()))
             if alpha is not None:
                 nets.ha.set_alpha(alpha)
+            if decay_fraction > 0:
+                scale = learning_rate_scale(int(step.numpy()), _steps(config, stage), decay_fraction)
+                for k, opt in optimizers.items():
+                    opt.learning_rate = base_rates[k] * scale
             values = _to_float(dist_step(iterator))
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:

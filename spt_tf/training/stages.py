@@ -229,6 +229,10 @@ class AppearanceStage(StageModel):
             "semantic": float(c.loss.joint_semantic_weight) * float(c.loss.lambda_ce) if train_hs else 0.0,
         }  # fmt: skip
         self.identity_region = c.loss.identity_region
+        self.identity_mirror = float(c.loss.identity_mirror_fraction)
+        if not 0.0 <= self.identity_mirror <= 1.0:
+            raise ValueError(f"loss.identity_mirror_fraction must be in [0, 1], got {self.identity_mirror}")
+        self.sigma, self.mask_radius = float(c.data.sigma), float(c.data.mask_radius)
         if self.identity_region not in ("image", "person"):
             raise ValueError(f"loss.identity_region must be image or person, got {self.identity_region!r}")
         self.style = c.loss.style
@@ -300,13 +304,39 @@ class AppearanceStage(StageModel):
                "fake_target": fake_t, "fake_source": fake_s}  # fmt: skip
         if training and self.w["identity"] > 0:
             # Self-reconstruction: the source rendered in its own pose and parsing.
-            same_tr = geometry.part_transforms(batch["keypoints"], batch["keypoints"])
-            out["identity"] = self.ha(
-                composite.ha_inputs(batch["image"], src, batch["source_pose"], src, batch["source_pose"], same_tr,
-                          back_masks),
-                training=training,
-            )  # fmt: skip
+            if self.identity_mirror > 0:
+                out["identity"] = self._mirrored_identity(batch, src, back_masks, training)
+            else:
+                same_tr = geometry.part_transforms(batch["keypoints"], batch["keypoints"])
+                out["identity"] = self.ha(
+                    composite.ha_inputs(batch["image"], src, batch["source_pose"], src, batch["source_pose"],
+                                        same_tr, back_masks),
+                    training=training,
+                )  # fmt: skip
         return out
+
+    def _mirrored_identity(self, batch, src, masks, training):
+        """The self-reconstruction, its source mirrored for ``loss.identity_mirror_fraction`` of the examples.
+
+        A mirrored example's source is the image flipped left-right with its parsing's
+        and joints' sides swapped (``geometry.mirror_person``): a person in its own
+        right, whose left arm is the image's right arm. Rendering it into the image's
+        own parsing and pose asks the deformable skips to carry each part through a
+        real warp (``geometry.pair_conditioning`` of the two poses) and the decoder to
+        mend what a warp gets wrong, with the image itself as the answer.
+        """
+        kp = batch["keypoints"]
+        m_image, m_parsing, m_kp = geometry.mirror_person(batch["image"], src, kp)
+        pick = tf.random.uniform(tf.shape(kp)[:1]) < self.identity_mirror
+        image = tf.where(pick[:, None, None, None], m_image, batch["image"])
+        parsing = tf.where(pick[:, None, None, None], m_parsing, src)
+        source_kp = tf.where(pick[:, None, None], m_kp, kp)
+        cond = geometry.pair_conditioning(source_kp, kp, self.height, self.width, self.sigma, self.mask_radius)
+        return self.ha(
+            composite.ha_inputs(image, parsing, cond["source_pose"], src, batch["source_pose"], cond["transforms"],
+                                masks),
+            training=training,
+        )  # fmt: skip
 
     def _content(self, fake, real, feat_fake, feat_real):
         if self.features == "vgg":
