@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from spt_tf import labels
-
 # The COCO-18 layout lives in spt_tf.skeleton (TF-free); re-exported here.
 from spt_tf.skeleton import (  # noqa: F401
     HEAD,
@@ -92,20 +90,6 @@ def mirror_keypoints(keypoints, width) -> tf.Tensor:
     kp = tf.gather(tf.convert_to_tensor(keypoints, tf.float32), list(MIRROR), axis=-2)
     flipped = tf.stack([kp[..., 0], tf.cast(width, tf.float32) - 1.0 - kp[..., 1]], -1)
     return tf.where(tf.equal(kp, MISSING), kp, flipped)
-
-
-def mirror_person(image, parsing, keypoints):
-    """A batch of people mirrored left-right: ``[B, H, W, C]`` image, ``[B, H, W, L]`` one-hot
-    (or soft) parsing with its left and right labels swapped (``labels.MIRROR_LABELS``), and
-    ``[B, 18, 2]`` joints (:func:`mirror_keypoints`).
-    """
-    image, parsing = tf.convert_to_tensor(image), tf.convert_to_tensor(parsing)
-    if parsing.shape[-1] != len(labels.MIRROR_LABELS):
-        raise ValueError(f"mirror_person: parsing has {parsing.shape[-1]} labels, the SPT labels are "
-                         f"{len(labels.MIRROR_LABELS)} (spt_tf.labels.SPT_LABELS)")  # fmt: skip
-    width = tf.shape(image)[2]
-    swapped = tf.gather(parsing, list(labels.MIRROR_LABELS), axis=-1)
-    return image[:, :, ::-1], swapped[:, :, ::-1], mirror_keypoints(keypoints, width)
 
 
 def pose_heatmaps(

@@ -247,3 +247,30 @@ def test_npy_labels_read_as_the_png_in_the_pipeline_and_eagerly(tiny_config, tin
         pipeline._read_label_file(tf.constant(bad))
     with pytest.raises(tf.errors.InvalidArgumentError, match="bad.npy: label 300"):
         read(tf.constant(bad))
+
+
+def test_mirror_person_swaps_sides_of_image_parsing_and_joints():
+    from spt_tf import labels
+
+    image = np.zeros([1, 4, 6, 3], np.float32)
+    image[0, 1, 0] = [1.0, 0.5, -1.0]
+    parsing = np.zeros([1, 4, 6, 10], np.float32)
+    parsing[..., labels.BACKGROUND] = 1.0
+    parsing[0, 1, 0] = np.eye(10)[labels.LEFT_ARM]
+    parsing[0, 2, 5] = np.eye(10)[labels.RIGHT_LEG]
+    kp = np.full([1, 18, 2], -1.0, np.float32)
+    kp[0, 2] = [1.0, 1.0]  # right shoulder at (y=1, x=1)
+    kp[0, 0] = [0.5, 2.5]  # nose
+    m_image, m_parsing, m_kp = (t.numpy() for t in pipeline.mirror_person(image, parsing, kp))
+    np.testing.assert_array_equal(m_image[0, 1, 5], [1.0, 0.5, -1.0])
+    assert m_parsing[0, 1, 5].argmax() == labels.RIGHT_ARM and m_parsing[0, 2, 0].argmax() == labels.LEFT_LEG
+    assert m_parsing[0, 0, 0].argmax() == labels.BACKGROUND
+    np.testing.assert_allclose(m_kp[0, 5], [1.0, 4.0])  # the left shoulder now, x mirrored
+    np.testing.assert_allclose(m_kp[0, 0], [0.5, 2.5])  # the nose maps to itself
+    assert (m_kp[0, 2] == -1).all()  # the right shoulder is missing: the left one was
+    # Mirroring twice gives the person back.
+    back = pipeline.mirror_person(m_image, m_parsing, m_kp)
+    for a, b in zip(back, (image, parsing, kp)):
+        np.testing.assert_array_equal(a.numpy(), b)
+    with pytest.raises(ValueError, match="20 labels"):
+        pipeline.mirror_person(image, np.zeros([1, 4, 6, 20], np.float32), kp)

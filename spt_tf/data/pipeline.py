@@ -251,6 +251,20 @@ class _Loader:
         return out
 
 
+def mirror_person(image, parsing, keypoints):
+    """A batch of people mirrored left-right: ``[B, H, W, C]`` image, ``[B, H, W, L]`` one-hot
+    (or soft) parsing with its left and right labels swapped (``labels.MIRROR_LABELS``), and
+    ``[B, 18, 2]`` joints (``geometry.mirror_keypoints``).
+    """
+    image, parsing = tf.convert_to_tensor(image), tf.convert_to_tensor(parsing)
+    if parsing.shape[-1] != len(labels.MIRROR_LABELS):
+        raise ValueError(f"mirror_person: parsing has {parsing.shape[-1]} labels, the SPT labels are "
+                         f"{len(labels.MIRROR_LABELS)} (spt_tf.labels.SPT_LABELS)")  # fmt: skip
+    width = tf.shape(image)[2]
+    swapped = tf.gather(parsing, list(labels.MIRROR_LABELS), axis=-1)
+    return image[:, :, ::-1], swapped[:, :, ::-1], geometry.mirror_keypoints(keypoints, width)
+
+
 def _flip(ex):
     """Horizontal flip of an example: image, parsing (sides swapped), keypoints."""
     w = tf.cast(tf.shape(ex["image"])[1], tf.float32)

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from spt_tf import composite, geometry, losses, networks
+from spt_tf.data import pipeline
 
 
 def _avg(per_example, global_batch):
@@ -319,14 +320,14 @@ class AppearanceStage(StageModel):
         """The self-reconstruction, its source mirrored for ``loss.identity_mirror_fraction`` of the examples.
 
         A mirrored example's source is the image flipped left-right with its parsing's
-        and joints' sides swapped (``geometry.mirror_person``): a person in its own
+        and joints' sides swapped (``pipeline.mirror_person``): a person in its own
         right, whose left arm is the image's right arm. Rendering it into the image's
         own parsing and pose asks the deformable skips to carry each part through a
         real warp (``geometry.pair_conditioning`` of the two poses) and the decoder to
         mend what a warp gets wrong, with the image itself as the answer.
         """
         kp = batch["keypoints"]
-        m_image, m_parsing, m_kp = geometry.mirror_person(batch["image"], src, kp)
+        m_image, m_parsing, m_kp = pipeline.mirror_person(batch["image"], src, kp)
         pick = tf.random.uniform(tf.shape(kp)[:1]) < self.identity_mirror
         image = tf.where(pick[:, None, None, None], m_image, batch["image"])
         parsing = tf.where(pick[:, None, None, None], m_parsing, src)
