@@ -12,7 +12,8 @@ On a data root's test pairs (a validation set of other identities, not the test 
 * for every candidate: mask-SSIM inside the target's textured garments (``identities.csv``),
   and L1 inside each label of the true target parsing.
 
-Usage: ``python bench/bench_paint_gap.py --data_root VAL [--workdir W] [--grid out.png]``.
+Usage: ``python bench/bench_paint_gap.py --data_root VAL [--workdir W] [--grid out.png]``; the model
+is built from ``W/config.json`` (the options it was trained with) unless ``--config`` names one.
 """
 
 from __future__ import annotations
@@ -51,18 +52,24 @@ def _warp_oracle(batch, paint):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data_root", required=True)
-    p.add_argument("--config", default="synthetic,ts_gt", help="configs/spt.py argument")
+    p.add_argument("--config", default=None,
+                   help="configs/spt.py argument (default: the workdir's config.json, the model as it was "
+                        "trained; without a workdir, synthetic,ts_gt)")  # fmt: skip
     p.add_argument("--workdir", help="a TS-GT training workdir (its latest appearance checkpoint)")
     p.add_argument("--grid", help="write a figure: source | paint | model (or warp) | real, 8 rows")
     a = p.parse_args(argv)
     import cv2
 
     from configs import spt
-    from spt_tf import composite, labels
+    from spt_tf import composite, config_files, labels
     from spt_tf.data import pipeline
     from spt_tf.evaluation import evaluator, metrics
 
-    c = spt.get_config(a.config)
+    run_config = os.path.join(a.workdir, "config.json") if a.workdir else ""
+    if a.config is None and os.path.isfile(run_config):
+        c = config_files.load_config(run_config)
+    else:
+        c = spt.get_config(a.config or "synthetic,ts_gt")
     c.data.root = a.data_root
     gen = evaluator.checkpoint_generator(c, a.workdir) if a.workdir else None
     radius, closing = evaluator.mask_parameters(int(c.data.height))
