@@ -31,6 +31,7 @@ printed as it runs.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import os
@@ -119,6 +120,30 @@ def _fmt(s: dict, digits: int) -> str:
     if len(s["values"]) == 1:
         return f"{s['mean']:.{digits}f}"
     return f"{s['mean']:.{digits}f} ± {s['half_spread']:.{digits}f}"
+
+
+def apply_override(config, kv: str) -> None:
+    """``section.field=VALUE`` as train.py's ``--config.section.field=VALUE`` reads it.
+
+    The value is a Python literal (``True``, ``1e-3``, ``(1, 2)``) or JSON (``true``,
+    ``[1, 2]``); a string field takes the text as it is.
+    """
+    key, sep, value = kv.partition("=")
+    section, _, field = key.partition(".")
+    if not sep or not field or section not in config or field not in config[section]:
+        raise ValueError(f"--set {kv!r}: expected SECTION.FIELD=VALUE naming a field of the config")
+    old = config[section][field]
+    if isinstance(old, str):
+        config[section][field] = value
+        return
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"--set {kv!r}: {value!r} is not a Python or JSON value") from None
+    config[section][field] = type(old)(parsed)
 
 
 def main(argv=None):
@@ -210,10 +235,7 @@ def main(argv=None):
             run_config = spt.get_config(f"{a.config},{abl}")
             run_config.data.root = data
             for kv in a.set:
-                key, value = kv.split("=", 1)
-                section, field = key.split(".")
-                old = run_config[section][field]
-                run_config[section][field] = type(old)(json.loads(value)) if not isinstance(old, str) else value
+                apply_override(run_config, kv)
             results[name] = {"rows": rows, "texture": texture_check(run_config, wd, abl)}
             print(name, {k: rows["model"].get(k) for k in IMAGE_METRICS + PERSON_METRICS}, results[name]["texture"])
     summary = summarise(results, a)
