@@ -65,11 +65,12 @@ def main(argv=None):
     from spt_tf.data import pipeline
     from spt_tf.evaluation import evaluator, metrics
 
-    run_config = os.path.join(a.workdir, "config.json") if a.workdir else ""
-    if a.config is None and os.path.isfile(run_config):
-        c = config_files.load_config(run_config)
+    if a.config is not None:
+        c = spt.get_config(a.config)
+    elif a.workdir:
+        c = config_files.load_config(os.path.join(a.workdir, "config.json"))
     else:
-        c = spt.get_config(a.config or "synthetic,ts_gt")
+        c = spt.get_config("synthetic,ts_gt")
     c.data.root = a.data_root
     gen = evaluator.checkpoint_generator(c, a.workdir) if a.workdir else None
     radius, closing = evaluator.mask_parameters(int(c.data.height))

@@ -31,7 +31,6 @@ printed as it runs.
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import json
 import os
@@ -122,30 +121,6 @@ def _fmt(s: dict, digits: int) -> str:
     return f"{s['mean']:.{digits}f} ± {s['half_spread']:.{digits}f}"
 
 
-def apply_override(config, kv: str) -> None:
-    """``section.field=VALUE`` as train.py's ``--config.section.field=VALUE`` reads it.
-
-    The value is a Python literal (``True``, ``1e-3``, ``(1, 2)``) or JSON (``true``,
-    ``[1, 2]``); a string field takes the text as it is.
-    """
-    key, sep, value = kv.partition("=")
-    section, _, field = key.partition(".")
-    if not sep or not field or section not in config or field not in config[section]:
-        raise ValueError(f"--set {kv!r}: expected SECTION.FIELD=VALUE naming a field of the config")
-    old = config[section][field]
-    if isinstance(old, str):
-        config[section][field] = value
-        return
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError(f"--set {kv!r}: {value!r} is not a Python or JSON value") from None
-    config[section][field] = type(old)(parsed)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/quality")
@@ -172,7 +147,7 @@ def main(argv=None):
                    help="steps of P, H_S and the parser (0: the config's)")  # fmt: skip
     a = p.parse_args(argv)
     from configs import spt
-    from spt_tf import demo_run
+    from spt_tf import config_files, demo_run
 
     base_config = spt.get_config(a.config)
     if a.app_steps is None:
@@ -232,10 +207,8 @@ def main(argv=None):
                 )
             with open(res_json) as f:
                 rows = json.load(f)["rows"]
-            run_config = spt.get_config(f"{a.config},{abl}")
-            run_config.data.root = data
-            for kv in a.set:
-                apply_override(run_config, kv)
+            # The run's resolved config (train.py wrote it with every --set applied).
+            run_config = config_files.load_config(os.path.join(wd, "config.json"))
             results[name] = {"rows": rows, "texture": texture_check(run_config, wd, abl)}
             print(name, {k: rows["model"].get(k) for k in IMAGE_METRICS + PERSON_METRICS}, results[name]["texture"])
     summary = summarise(results, a)
