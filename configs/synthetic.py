@@ -27,6 +27,11 @@ def offline_recipe(c):
     # residual over it: it starts at the paint-by-numbers image.
     c.model.paint_input = True
     c.model.paint_residual = True
+    # The residual is kept only where the target parsing shows the person: the
+    # background stays the paint's flat colour, which the unpaired losses cannot
+    # improve on (H_A's background guesses cost L1 there; chosen on validation
+    # identities, docs/design.md "Offline recipe").
+    c.model.residual_person_only = True
     # Pixel L1 of the cycle and of the self-reconstruction (not in Eq. 10): the
     # supervised signal that carries the source's appearance without ImageNet features
     # (identity weight chosen on validation identities among 10, 30, 100).

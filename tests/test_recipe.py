@@ -25,12 +25,14 @@ def test_recipe_fields_are_what_the_demo_runs():
     demo = spt.get_config("synthetic")
     fresh = synthetic.offline_recipe(spt.get_config("testing"))
     for section, field in (("loss", "features"), ("model", "paint_input"), ("model", "paint_residual"),
+                           ("model", "residual_person_only"),
                            ("loss", "lambda_identity"), ("loss", "identity_mirror_fraction"),
                            ("loss", "joint_semantic_weight"),
                            ("train", "learning_rate"), ("train", "semantic_learning_rate")):  # fmt: skip
         assert demo[section][field] == fresh[section][field], (section, field)
     assert demo.loss.features == "statistics" and demo.model.paint_residual
     assert demo.loss.identity_mirror_fraction == 0.5
+    assert demo.model.residual_person_only
     assert demo.train.min_pose_pckh == 0.8 and demo.loss.lambda_pose > 0
     # The paper's configs keep the paper's losses.
     for name in ("market", "deepfashion"):
@@ -38,6 +40,7 @@ def test_recipe_fields_are_what_the_demo_runs():
         assert paper.loss.features == "vgg" and not paper.model.paint_input and not paper.model.paint_residual
         assert paper.loss.lambda_identity == 0 and paper.loss.joint_semantic_weight == 0
         assert paper.loss.identity_mirror_fraction == 0
+        assert not paper.model.residual_person_only
 
 
 def test_identity_term_enters_with_its_weight_and_region(tiny_config):
